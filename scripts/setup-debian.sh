@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what stagebuild and its demo need on Debian 12, as root. Safe to run
+# again: every step checks before it changes anything.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup-debian.sh: run as root (it uses apt-get)" >&2
+    exit 2
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# The demo's sources come from Debian's source archive (their sha256 is checked
+# against sources.lock): add a deb-src entry mirroring the configured deb one.
+if [ -f /etc/apt/sources.list.d/debian.sources ] && [ ! -f /etc/apt/sources.list.d/stagebuild-deb-src.sources ]; then
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+        > /etc/apt/sources.list.d/stagebuild-deb-src.sources.tmp
+    mv /etc/apt/sources.list.d/stagebuild-deb-src.sources.tmp /etc/apt/sources.list.d/stagebuild-deb-src.sources
+elif [ ! -f /etc/apt/sources.list.d/debian.sources ] && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list > /etc/apt/sources.list.d/stagebuild-deb-src.list
+fi
+
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2
+    exit 2
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test, the slow ones (a real demo build) included. Installs what
+# the tests need first, and fills the mirror with the demo's real sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-debian.sh
+cargo build --locked
+target/debug/stagebuild mirror fetch --target demo
+cargo test --locked -- --include-ignored

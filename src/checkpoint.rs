@@ -1,0 +1,217 @@
+//! The checkpoint store: each step's output tree, committed atomically under
+//! its cache key, with a per-file manifest that is verified on every load.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::hex_sha256;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, atomic_write};
+use crate::manifest::{self, Entry};
+use crate::plan::KeyInputs;
+
+/// What a checkpoint says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub key: String,
+    pub step: String,
+    pub name: String,
+    pub version: String,
+    pub stage: String,
+    pub runner: String,
+    pub inputs: KeyInputs,
+    /// sha256 of manifest.json, so a damaged manifest is noticed too.
+    pub manifest_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub meta: Meta,
+    pub manifest: Vec<Entry>,
+    /// The step's output files.
+    pub tree: PathBuf,
+}
+
+/// Why a checkpoint on disk cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Store {
+    /// `root` holds the checkpoints; `tmp` must be on the same filesystem.
+    pub fn new(root: PathBuf, tmp: PathBuf) -> Self {
+        Store { root, tmp }
+    }
+
+    pub fn dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// A cheap existence test, for plans; [`Store::load`] verifies.
+    pub fn exists(&self, key: &str) -> bool {
+        self.dir(key).join("meta.json").is_file()
+    }
+
+    /// Moves `out` into the store under `meta.key`. A crash at any point leaves
+    /// either no checkpoint or a complete one: the tree and manifest are
+    /// assembled in a staging directory, synced, then renamed into place.
+    pub fn commit(&self, out: &Path, mut meta: Meta) -> Result<Checkpoint> {
+        let manifest = manifest::of_tree(out)
+            .map_err(|e| Error::Other(format!("output of {}: {e}", meta.step)))?;
+        let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        meta.manifest_sha256 = hex_sha256(&manifest_json);
+
+        fs::create_dir_all(&self.tmp).io_context(|| format!("creating {}", self.tmp.display()))?;
+        let staging = self
+            .tmp
+            .join(format!("{}.{}.partial", meta.key, std::process::id()));
+        fsutil::fresh_dir(&staging)?;
+        fs::rename(out, staging.join("tree"))
+            .io_context(|| format!("moving {} into the store", out.display()))?;
+        atomic_write(&staging.join("manifest.json"), &manifest_json)?;
+        atomic_write(
+            &staging.join("meta.json"),
+            &serde_json::to_vec_pretty(&meta).expect("meta serializes"),
+        )?;
+        // One syncfs covers every file of the tree, far cheaper than an fsync each.
+        let dir =
+            fs::File::open(&staging).io_context(|| format!("opening {}", staging.display()))?;
+        nix::unistd::syncfs(&dir).map_err(|e| Error::Io {
+            context: format!("syncing {}", staging.display()),
+            source: e.into(),
+        })?;
+
+        let final_dir = self.dir(&meta.key);
+        fs::create_dir_all(&self.root)
+            .io_context(|| format!("creating {}", self.root.display()))?;
+        if final_dir.exists() {
+            self.discard(&meta.key)?;
+        }
+        fs::rename(&staging, &final_dir)
+            .io_context(|| format!("committing {}", final_dir.display()))?;
+        fsutil::sync_dir(&self.root)?;
+        Ok(Checkpoint {
+            tree: final_dir.join("tree"),
+            meta,
+            manifest,
+        })
+    }
+
+    /// Loads and verifies a checkpoint: its meta, its manifest's checksum, and
+    /// every file of its tree against the manifest.
+    pub fn load(&self, key: &str) -> Result<Option<Checkpoint>, Corrupt> {
+        let dir = self.dir(key);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let read =
+            |name: &str| fs::read(dir.join(name)).map_err(|e| Corrupt(format!("{name}: {e}")));
+        let meta: Meta = serde_json::from_slice(&read("meta.json")?)
+            .map_err(|e| Corrupt(format!("meta.json: {e}")))?;
+        if meta.key != key {
+            return Err(Corrupt(format!("meta.json names key {}", meta.key)));
+        }
+        let manifest_json = read("manifest.json")?;
+        if hex_sha256(&manifest_json) != meta.manifest_sha256 {
+            return Err(Corrupt("manifest.json does not match its checksum".into()));
+        }
+        let manifest: Vec<Entry> = serde_json::from_slice(&manifest_json)
+            .map_err(|e| Corrupt(format!("manifest.json: {e}")))?;
+        let tree = dir.join("tree");
+        let actual = manifest::of_tree(&tree).map_err(|e| Corrupt(e.to_string()))?;
+        if let Some(diff) = manifest::first_difference(&manifest, &actual) {
+            return Err(Corrupt(diff));
+        }
+        Ok(Some(Checkpoint {
+            meta,
+            manifest,
+            tree,
+        }))
+    }
+
+    /// Removes a checkpoint: renamed out of the store first, so that a crash
+    /// midway never leaves a half-deleted checkpoint under a valid name.
+    pub fn discard(&self, key: &str) -> Result<()> {
+        let dir = self.dir(key);
+        if !dir.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.tmp).io_context(|| format!("creating {}", self.tmp.display()))?;
+        let doomed = self
+            .tmp
+            .join(format!("{key}.{}.discarded", std::process::id()));
+        fsutil::remove_tree(&doomed)?;
+        fs::rename(&dir, &doomed).io_context(|| format!("removing {}", dir.display()))?;
+        fsutil::remove_tree(&doomed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str) -> Meta {
+        let inputs = KeyInputs {
+            definition: "d".into(),
+            sources: "s".into(),
+            patches: "p".into(),
+            runner: "r".into(),
+            parent: None,
+        };
+        Meta {
+            key: key.into(),
+            step: "x".into(),
+            name: "x".into(),
+            version: "1".into(),
+            stage: "host".into(),
+            runner: "host".into(),
+            inputs,
+            manifest_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn commit_then_load_and_detect_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("checkpoints"), dir.path().join("tmp"));
+        let out = dir.path().join("out");
+        fs::create_dir_all(out.join("usr/bin")).unwrap();
+        fs::write(out.join("usr/bin/tool"), b"binary").unwrap();
+
+        let committed = store.commit(&out, meta("k1")).unwrap();
+        assert!(!out.exists(), "the output is moved, not copied");
+        assert!(store.exists("k1"));
+        let loaded = store.load("k1").unwrap().unwrap();
+        assert_eq!(loaded.manifest, committed.manifest);
+        assert_eq!(loaded.manifest.len(), 3);
+
+        fs::write(loaded.tree.join("usr/bin/tool"), b"binarx").unwrap();
+        assert_eq!(
+            store.load("k1").unwrap_err(),
+            Corrupt("usr/bin/tool differs".into())
+        );
+
+        store.discard("k1").unwrap();
+        assert!(store.load("k1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_truncated_manifest_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("c"), dir.path().join("t"));
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("f"), b"x").unwrap();
+        store.commit(&out, meta("k")).unwrap();
+        let manifest = store.dir("k").join("manifest.json");
+        let bytes = fs::read(&manifest).unwrap();
+        fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(store.load("k").unwrap_err().0.contains("checksum"));
+    }
+}

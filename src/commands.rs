@@ -1,0 +1,283 @@
+//! What each subcommand does, given parsed arguments. Output for people goes
+//! to stderr (progress) and stdout (tables, JSON).
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command, MirrorCommand, PlanArgs, RunArgs, StatusArgs};
+use crate::engine::{Engine, Plan, RunOptions};
+use crate::error::{Error, Result};
+use crate::lock::LockEntry;
+use crate::mirror::{FetchOutcome, Mirror, apt::AptFetcher};
+use crate::plan::StepState;
+use crate::project::Project;
+use crate::report;
+use crate::runner::Cancel;
+use crate::runner::host::HostRunner;
+use crate::sandbox::{Sandbox, bwrap::Bwrap};
+use crate::state::StateDir;
+
+struct Paths {
+    project: PathBuf,
+    state: PathBuf,
+    mirror: PathBuf,
+}
+
+impl Paths {
+    /// Absolute paths, so that sandboxes and messages do not depend on the
+    /// current directory.
+    fn of(cli: &Cli) -> Paths {
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+        Paths {
+            state: absolute(
+                cli.state
+                    .clone()
+                    .unwrap_or_else(|| cli.project.join("state")),
+            ),
+            mirror: absolute(
+                cli.mirror
+                    .clone()
+                    .unwrap_or_else(|| cli.project.join("mirror")),
+            ),
+            project: absolute(cli.project.clone()),
+        }
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let paths = Paths::of(&cli);
+    match &cli.command {
+        Command::Run(args) => run(&cli, &paths, args),
+        Command::Plan(args) => plan(&paths, args),
+        Command::Status(args) => status(&paths, args),
+        Command::Mirror(command) => mirror(&paths, command),
+    }
+}
+
+/// The command that continues this run, for messages after a failure.
+pub fn resume_command(cli: &Cli, args: &RunArgs) -> String {
+    let mut words = vec!["stagebuild".to_string()];
+    let default = Path::new(".");
+    if cli.project != default {
+        words.push(format!("--project {}", cli.project.display()));
+    }
+    if let Some(state) = &cli.state {
+        words.push(format!("--state {}", state.display()));
+    }
+    if let Some(mirror) = &cli.mirror {
+        words.push(format!("--mirror {}", mirror.display()));
+    }
+    words.push(format!("run --target {} --resume", args.target.target));
+    for (var, value) in &args.target.overrides {
+        words.push(format!("--set {var}={value}"));
+    }
+    words.join(" ")
+}
+
+fn sandbox() -> Result<Box<dyn Sandbox>> {
+    Bwrap::find()
+        .map(|b| Box::new(b) as Box<dyn Sandbox>)
+        .ok_or_else(|| {
+            Error::Usage("bwrap is not installed (Debian: apt-get install bubblewrap)".into())
+        })
+}
+
+fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
+    let project = Project::open(&paths.project)?;
+    let state = StateDir::new(paths.state.clone());
+    let mirror = Mirror::new(paths.mirror.clone());
+    let mut runner = HostRunner {
+        sandbox: sandbox()?,
+    };
+    let mut reporter = report::for_stderr();
+    let cancel = Cancel::on_signals()
+        .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
+    let resume = resume_command(cli, args);
+    let opts = RunOptions {
+        target: args.target.target.clone(),
+        overrides: args.target.overrides.clone(),
+        resume: args.resume,
+        fresh: args.fresh,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut engine = Engine {
+        project: &project,
+        state: &state,
+        mirror: &mirror,
+        runner: &mut runner,
+        reporter: reporter.as_mut(),
+        cancel,
+    };
+    match engine.run(&opts) {
+        Ok(summary) => {
+            reporter.info(&format!(
+                "target {}: {} built, {} restored from checkpoints, in {:.1}s",
+                opts.target,
+                summary.built,
+                summary.restored,
+                summary.elapsed.as_secs_f64()
+            ));
+            Ok(())
+        }
+        Err(
+            e @ (Error::StepFailed { .. }
+            | Error::Interrupted { .. }
+            | Error::Io { .. }
+            | Error::Other(_)),
+        ) => Err(Error::Resumable {
+            inner: Box::new(e),
+            command: resume,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
+    let project = Project::open(&paths.project)?;
+    let state = StateDir::new(paths.state.clone());
+    let plan = Plan::load(
+        &project,
+        &state,
+        &args.target.target,
+        &args.target.overrides,
+    )?;
+    let rows = plan.rows();
+    if args.json {
+        let doc = serde_json::json!({
+            "target": plan.chain.target.name,
+            "config": plan.chain.target.config,
+            "steps": rows,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("plan serializes")
+        );
+        return Ok(());
+    }
+    println!("target {} ({} steps)", plan.chain.target.name, rows.len());
+    let mut stage = None;
+    for row in &rows {
+        if stage != Some(&row.stage) {
+            stage = Some(&row.stage);
+            println!("stage {} (runner {})", row.stage, row.runner);
+        }
+        let why = match &row.state {
+            StepState::Invalidated { reasons } => format!(": {}", reasons.join("; ")),
+            _ => String::new(),
+        };
+        println!(
+            "  {:>2}. {:<20} {:<10} {}  {}{why}",
+            row.index,
+            row.id,
+            row.version,
+            report::short(&row.key),
+            row.state.label()
+        );
+    }
+    Ok(())
+}
+
+fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
+    let state = StateDir::new(paths.state.clone());
+    let holder = state.holder();
+    let targets = state.recorded_targets();
+    let store = state.store();
+    if args.json {
+        let doc = serde_json::json!({
+            "state": paths.state,
+            "running": holder,
+            "targets": targets.iter().map(|r| serde_json::json!({
+                "target": r.target,
+                "steps": r.steps.iter().map(|(id, s)| serde_json::json!({
+                    "id": id, "key": s.key, "checkpoint": store.exists(&s.key),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("status serializes")
+        );
+        return Ok(());
+    }
+    println!("state directory {}", paths.state.display());
+    match holder {
+        Some(holder) => println!("in use by {holder}"),
+        None => println!("no run in progress"),
+    }
+    for record in targets {
+        println!(
+            "target {}: {} steps recorded",
+            record.target,
+            record.steps.len()
+        );
+        for (id, step) in &record.steps {
+            let present = if store.exists(&step.key) {
+                "checkpoint"
+            } else {
+                "checkpoint missing"
+            };
+            println!("  {id:<20} {}  {present}", report::short(&step.key));
+        }
+    }
+    Ok(())
+}
+
+fn mirror(paths: &Paths, command: &MirrorCommand) -> Result<()> {
+    let project = Project::open(&paths.project)?;
+    let mirror = Mirror::new(paths.mirror.clone());
+    match command {
+        MirrorCommand::Fetch { target } => {
+            let entries = wanted_entries(&project, target.as_deref())?;
+            let outcomes = mirror.fetch(&entries, &[&AptFetcher])?;
+            let mut missing = 0;
+            for (name, outcome) in &outcomes {
+                match outcome {
+                    FetchOutcome::Present => println!("present  {name}"),
+                    FetchOutcome::Fetched { from } => println!("fetched  {name}  ({from})"),
+                    FetchOutcome::Failed { errors } => {
+                        missing += 1;
+                        println!("FAILED   {name}");
+                        for e in errors {
+                            println!("           {e}");
+                        }
+                    }
+                }
+            }
+            if missing > 0 {
+                return Err(Error::Other(format!(
+                    "{missing} source(s) could not be fetched"
+                )));
+            }
+            Ok(())
+        }
+        MirrorCommand::Import { dir } => {
+            let entries: Vec<&LockEntry> = project.lock.entries.values().collect();
+            let adopted = mirror.import(dir, &entries)?;
+            for (name, file) in &adopted {
+                println!("imported {name}  (from {})", file.display());
+            }
+            println!("{} file(s) matched the lock", adopted.len());
+            Ok(())
+        }
+    }
+}
+
+fn wanted_entries<'a>(project: &'a Project, target: Option<&str>) -> Result<Vec<&'a LockEntry>> {
+    let Some(target) = target else {
+        return Ok(project.lock.entries.values().collect());
+    };
+    let chain = project.chain(target, &[])?;
+    let mut names: Vec<&str> = chain
+        .steps
+        .iter()
+        .flat_map(|s| s.step.definition.sources.iter().map(String::as_str))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names
+        .into_iter()
+        .filter_map(|n| project.lock.get(n))
+        .collect())
+}

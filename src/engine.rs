@@ -1,0 +1,247 @@
+//! A run, step by step: plan and cache keys → sources → runner → checkpoint →
+//! report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::checkpoint::{Corrupt, Meta};
+use crate::error::{Error, Result};
+use crate::mirror::Mirror;
+use crate::plan::{self, PlannedStep, RecordedStep, StepState};
+use crate::project::{Chain, Project};
+use crate::report::{Reporter, short};
+use crate::runner::{Cancel, Runner, StepJob};
+use crate::state::StateDir;
+
+pub struct RunOptions {
+    pub target: String,
+    pub overrides: Vec<(String, String)>,
+    pub resume: bool,
+    pub fresh: bool,
+    pub jobs: usize,
+    /// How the user runs stagebuild, for the lock holder's description.
+    pub command: String,
+}
+
+/// A target's chain with keys and states, as `plan` shows it.
+pub struct Plan {
+    pub chain: Chain,
+    pub steps: Vec<PlannedStep>,
+    pub states: Vec<StepState>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanRow {
+    pub index: usize,
+    pub id: String,
+    pub stage: String,
+    pub runner: String,
+    pub version: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub state: StepState,
+}
+
+impl Plan {
+    pub fn load(
+        project: &Project,
+        state: &StateDir,
+        target: &str,
+        overrides: &[(String, String)],
+    ) -> Result<Plan> {
+        let chain = project.chain(target, overrides)?;
+        let steps = plan::keys(&chain, &project.lock);
+        let record = state.record(target)?;
+        let store = state.store();
+        let states = plan::states(&steps, &record.steps, |key| store.exists(key));
+        Ok(Plan {
+            chain,
+            steps,
+            states,
+        })
+    }
+
+    pub fn rows(&self) -> Vec<PlanRow> {
+        self.steps
+            .iter()
+            .zip(&self.states)
+            .map(|(p, s)| PlanRow {
+                index: p.index + 1,
+                id: p.id().to_string(),
+                stage: p.chain_step.stage.clone(),
+                runner: p.chain_step.runner.to_string(),
+                version: p.chain_step.step.definition.version.clone(),
+                key: p.key.clone(),
+                state: s.clone(),
+            })
+            .collect()
+    }
+}
+
+pub struct Summary {
+    pub built: usize,
+    pub restored: usize,
+    pub elapsed: std::time::Duration,
+}
+
+pub struct Engine<'a> {
+    pub project: &'a Project,
+    pub state: &'a StateDir,
+    pub mirror: &'a Mirror,
+    pub runner: &'a mut dyn Runner,
+    pub reporter: &'a mut dyn Reporter,
+    pub cancel: Cancel,
+}
+
+impl Engine<'_> {
+    pub fn run(&mut self, opts: &RunOptions) -> Result<Summary> {
+        let started = Instant::now();
+        let plan = Plan::load(self.project, self.state, &opts.target, &opts.overrides)?;
+        let total = plan.steps.len();
+
+        // Every input is checked before the state directory is touched.
+        for (planned, state) in plan.steps.iter().zip(&plan.states) {
+            if opts.fresh || *state != StepState::Done {
+                self.sources(planned)?;
+            }
+        }
+        let record = self.state.record(&opts.target)?;
+        if !record.steps.is_empty() && !opts.resume && !opts.fresh {
+            let done = plan
+                .states
+                .iter()
+                .filter(|s| **s == StepState::Done)
+                .count();
+            return Err(Error::Usage(format!(
+                "{} already holds a run of target {} ({done} of {total} steps checkpointed).\n\
+                 Continue it with --resume, or discard its checkpoints and start over with --fresh.",
+                self.state.root.display(),
+                opts.target
+            )));
+        }
+
+        let _lock = self.state.lock(&opts.command)?;
+        let store = self.state.store();
+        let mut record = record;
+        if opts.fresh {
+            for key in record
+                .steps
+                .values()
+                .map(|r| &r.key)
+                .chain(plan.steps.iter().map(|p| &p.key))
+            {
+                store.discard(key)?;
+            }
+            record.steps.clear();
+            self.state.save_record(&record)?;
+        }
+
+        let mut summary = Summary {
+            built: 0,
+            restored: 0,
+            elapsed: Default::default(),
+        };
+        let mut stage_trees: Vec<PathBuf> = Vec::new();
+        let mut current_stage = None;
+        for planned in &plan.steps {
+            let id = planned.id();
+            let chain_step = &planned.chain_step;
+            if current_stage != Some(&chain_step.stage) {
+                current_stage = Some(&chain_step.stage);
+                stage_trees.clear();
+                self.reporter.info(&format!(
+                    "stage {} ({} runner: {})",
+                    chain_step.stage,
+                    chain_step.runner,
+                    self.runner.name()
+                ));
+            }
+
+            let checkpoint = match store.load(&planned.key) {
+                Ok(found) => found,
+                Err(Corrupt(why)) => {
+                    self.reporter.warn(&format!(
+                        "the checkpoint of {id} ({}) is damaged: {why}; discarding it and rebuilding",
+                        short(&planned.key)
+                    ));
+                    store.discard(&planned.key)?;
+                    None
+                }
+            };
+            let checkpoint = match checkpoint {
+                Some(checkpoint) => {
+                    self.reporter
+                        .step_restored(planned.index, total, id, &planned.key);
+                    summary.restored += 1;
+                    checkpoint
+                }
+                None => {
+                    self.reporter
+                        .step_started(planned.index, total, id, "building");
+                    let step_started = Instant::now();
+                    let job = StepJob {
+                        planned,
+                        sources: self.sources(planned)?,
+                        sysroot_trees: stage_trees.clone(),
+                        source_date_epoch: plan.chain.target.source_date_epoch,
+                        jobs: opts.jobs,
+                        work: self.state.work_dir(id),
+                        log: self.state.log_path(&opts.target, planned.index, id),
+                    };
+                    self.runner.run(&job, &self.cancel)?;
+                    let definition = &chain_step.step.definition;
+                    let checkpoint = store.commit(
+                        &job.out(),
+                        Meta {
+                            key: planned.key.clone(),
+                            step: id.to_string(),
+                            name: definition.name.clone(),
+                            version: definition.version.clone(),
+                            stage: chain_step.stage.clone(),
+                            runner: chain_step.runner.to_string(),
+                            inputs: planned.inputs.clone(),
+                            manifest_sha256: String::new(),
+                        },
+                    )?;
+                    crate::fsutil::remove_tree(&job.work)?;
+                    self.reporter
+                        .step_built(planned.index, total, id, step_started.elapsed());
+                    summary.built += 1;
+                    checkpoint
+                }
+            };
+            record.steps.insert(
+                id.to_string(),
+                RecordedStep {
+                    key: planned.key.clone(),
+                    inputs: planned.inputs.clone(),
+                },
+            );
+            self.state.save_record(&record)?;
+            stage_trees.push(checkpoint.tree);
+        }
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    }
+
+    /// The step's sources from the mirror, each verified against the lock.
+    fn sources(&self, planned: &PlannedStep) -> Result<Vec<(String, PathBuf)>> {
+        planned
+            .chain_step
+            .step
+            .definition
+            .sources
+            .iter()
+            .map(|name| {
+                let entry = self
+                    .project
+                    .lock
+                    .get(name)
+                    .expect("checked when the step was loaded");
+                Ok((name.clone(), self.mirror.checked(entry)?))
+            })
+            .collect()
+    }
+}

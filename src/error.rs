@@ -1,0 +1,101 @@
+//! The library's error type. Each variant knows which exit code it means.
+
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const BUILD_FAILED: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input in a project file: step, target, lock or patch.
+    #[error("{}: {message}", location(path, *line))]
+    Input {
+        path: PathBuf,
+        line: Option<u64>,
+        message: String,
+    },
+
+    #[error(
+        "checksum mismatch for {name} ({path}):\n  expected sha256 {expected}\n  actual   sha256 {actual}"
+    )]
+    Checksum {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("step {step} failed ({status})\n{tail}\nfull log: {log}", log = log.display())]
+    StepFailed {
+        step: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("interrupted while running step {step}")]
+    Interrupted { step: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A failure after which `--resume` continues; carries the command.
+    #[error("{inner}\nto resume from here: {command}")]
+    Resumable { inner: Box<Error>, command: String },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+fn location(path: &std::path::Path, line: Option<u64>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input { .. } | Error::Checksum { .. } | Error::Usage(_) => exit::BAD_INPUT,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
+            Error::Resumable { inner, .. } => inner.exit_code(),
+            Error::StepFailed { .. } | Error::Io { .. } | Error::Other(_) => exit::BUILD_FAILED,
+        }
+    }
+
+    pub fn input(path: impl Into<PathBuf>, line: Option<u64>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds a human context to I/O errors: `fs::read(p).io_context(|| format!("reading {p}"))`.
+pub trait IoContext<T> {
+    fn io_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context().into(),
+            source,
+        })
+    }
+}

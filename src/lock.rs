@@ -1,0 +1,166 @@
+//! `sources.lock`: every source file the chain may use, pinned by sha256.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::digest::is_sha256_hex;
+use crate::error::{Error, Result};
+use crate::yaml;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    version: Spanned<u32>,
+    #[serde(default)]
+    sources: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: String,
+    sha256: String,
+    size: u64,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    apt: Option<AptSource>,
+}
+
+/// A file that the host's package tool can fetch: `apt-get source
+/// --download-only PACKAGE=VERSION` writes it as `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptSource {
+    pub package: String,
+    pub version: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockEntry {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Upstream first, then other mirrors.
+    pub urls: Vec<String>,
+    pub apt: Option<AptSource>,
+    #[serde(skip)]
+    pub line: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lock {
+    pub path: PathBuf,
+    pub entries: BTreeMap<String, LockEntry>,
+}
+
+impl Lock {
+    pub fn load(path: &Path) -> Result<Self> {
+        let file: LockFile = yaml::read(path)?;
+        if file.version.value != 1 {
+            return Err(Error::input(
+                path,
+                yaml::line_of(&file.version),
+                format!(
+                    "unsupported lock version {} (this stagebuild reads 1)",
+                    file.version.value
+                ),
+            ));
+        }
+        let mut entries = BTreeMap::new();
+        for spanned in file.sources {
+            let line = yaml::line_of(&spanned);
+            let raw = spanned.value;
+            let bad = |message: String| Error::input(path, line, message);
+            if raw.name.is_empty() || raw.name.contains('/') || raw.name.starts_with('.') {
+                return Err(bad(format!(
+                    "source name {:?} must be a plain file name",
+                    raw.name
+                )));
+            }
+            if !is_sha256_hex(&raw.sha256) {
+                return Err(bad(format!(
+                    "{}: sha256 must be 64 lowercase hex digits, got {:?} ({} characters)",
+                    raw.name,
+                    raw.sha256,
+                    raw.sha256.len()
+                )));
+            }
+            if raw.size == 0 {
+                return Err(bad(format!("{}: size must be greater than 0", raw.name)));
+            }
+            if raw.urls.is_empty() && raw.apt.is_none() {
+                return Err(bad(format!(
+                    "{}: give at least one url or an apt source",
+                    raw.name
+                )));
+            }
+            if let Some(url) = raw.urls.iter().find(|u| !u.contains("://")) {
+                return Err(bad(format!("{}: {url:?} is not a URL", raw.name)));
+            }
+            let entry = LockEntry {
+                name: raw.name,
+                sha256: raw.sha256,
+                size: raw.size,
+                urls: raw.urls,
+                apt: raw.apt,
+                line,
+            };
+            if let Some(old) = entries.insert(entry.name.clone(), entry) {
+                return Err(bad(format!("{} is listed twice", old.name)));
+            }
+        }
+        Ok(Lock {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LockEntry> {
+        self.entries.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "version: 1\nsources:\n  - name: a.tar.gz\n    sha256: 7d5b0b6062521e4627e099e4c9dc8248d32a30285e959b7eecaa780cf8cfd4a4\n    size: 10\n    urls: [https://example.org/a.tar.gz]\n";
+
+    fn load(text: &str) -> Result<Lock> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sources.lock");
+        std::fs::write(&path, text).unwrap();
+        Lock::load(&path)
+    }
+
+    #[test]
+    fn parses_entries() {
+        let lock = load(GOOD).unwrap();
+        assert_eq!(lock.get("a.tar.gz").unwrap().size, 10);
+        assert_eq!(lock.get("a.tar.gz").unwrap().line, Some(3));
+    }
+
+    #[test]
+    fn short_checksum_is_refused_with_its_line() {
+        let e = load(&GOOD.replace("cfd4a4\n", "\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.lock:3:"), "{e}");
+        assert!(e.contains("64 lowercase hex digits"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let twice = format!("{GOOD}{}", &GOOD[GOOD.find("  - name").unwrap()..]);
+        let e = load(&twice).unwrap_err().to_string();
+        assert!(
+            e.contains("sources.lock:7:") && e.contains("listed twice"),
+            "{e}"
+        );
+    }
+}

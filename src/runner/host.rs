@@ -1,0 +1,236 @@
+//! The host runner: a step in a namespace sandbox on the build machine, with
+//! the host's toolchain read-only, no network, and only its own output and
+//! build directory writable.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::{Cancel, Runner, StepJob};
+use crate::buildtree;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{fresh_dir, link_tree};
+use crate::sandbox::{Mount, Sandbox, SandboxSpec, host_toolchain_mounts};
+
+/// The fixed search path inside the sandbox: the host's tools, then the
+/// stage's own.
+pub const SANDBOX_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin:/sysroot/usr/bin:/sysroot/bin";
+
+pub struct HostRunner {
+    pub sandbox: Box<dyn Sandbox>,
+}
+
+/// The environment every host step starts from; the step's own `env` is added.
+pub fn base_env(job: &StepJob) -> BTreeMap<String, String> {
+    let chain_step = &job.planned.chain_step;
+    let mut env: BTreeMap<String, String> = [
+        ("PATH", SANDBOX_PATH.to_string()),
+        ("HOME", "/build".to_string()),
+        ("TZ", "UTC".to_string()),
+        ("LC_ALL", "C".to_string()),
+        ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
+        ("SYSROOT", "/sysroot".to_string()),
+        ("OUT", "/out".to_string()),
+        ("JOBS", job.jobs.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(pass) = chain_step.pass {
+        env.insert("PASS".into(), pass.to_string());
+    }
+    env.extend(chain_step.step.definition.env.clone());
+    env
+}
+
+impl HostRunner {
+    fn spec(&self, job: &StepJob, script: &Path) -> SandboxSpec {
+        let step = &job.planned.chain_step.step;
+        let mut mounts = host_toolchain_mounts();
+        mounts.extend([
+            Mount::Tmpfs { dst: "/tmp".into() },
+            Mount::Proc {
+                dst: "/proc".into(),
+            },
+            Mount::Dev { dst: "/dev".into() },
+            Mount::RoBind {
+                src: job.work.join("sysroot"),
+                dst: "/sysroot".into(),
+            },
+            Mount::Bind {
+                src: job.work.join("build"),
+                dst: "/build".into(),
+            },
+            Mount::Bind {
+                src: job.out(),
+                dst: "/out".into(),
+            },
+            Mount::RoBind {
+                src: script.to_path_buf(),
+                dst: "/stagebuild/step.sh".into(),
+            },
+        ]);
+        SandboxSpec {
+            mounts,
+            env: base_env(job),
+            cwd: match &step.definition.workdir {
+                Some(workdir) => Path::new("/build").join(workdir),
+                None => "/build".into(),
+            },
+            hostname: "stagebuild".into(),
+            umask: 0o022,
+            argv: vec!["/bin/sh".into(), "-e".into(), "/stagebuild/step.sh".into()],
+        }
+    }
+}
+
+impl Runner for HostRunner {
+    fn name(&self) -> String {
+        format!("host ({})", self.sandbox.name())
+    }
+
+    fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
+        let step = &job.planned.chain_step.step;
+        let id = job.planned.id();
+        fresh_dir(&job.work)?;
+        for dir in ["build", "out", "sysroot"] {
+            fs::create_dir(job.work.join(dir))
+                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
+        }
+        buildtree::prepare(step, &job.sources, &job.work.join("build"))?;
+        for tree in &job.sysroot_trees {
+            link_tree(tree, &job.work.join("sysroot"))?;
+        }
+        let script = job.work.join("step.sh");
+        fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;
+
+        let spec = self.spec(job, &script);
+        let argv = self.sandbox.command(&spec);
+        let mut log = open_log(&job.log)?;
+        writeln!(
+            log,
+            "# stagebuild step {id} ({} {})\n# key {}\n# sandbox {}\n# {}",
+            step.definition.name,
+            step.definition.version,
+            job.planned.key,
+            self.sandbox.name(),
+            shell_words(&argv)
+        )
+        .io_context(|| format!("writing {}", job.log.display()))?;
+        let clone_log = || log.try_clone().io_context(|| "cloning the log handle");
+
+        let handle = duct::cmd(&argv[0], &argv[1..])
+            .stdin_null()
+            .stdout_file(clone_log()?)
+            .stderr_file(clone_log()?)
+            .unchecked()
+            .full_env(BTreeMap::<String, String>::new())
+            .before_spawn(|cmd| {
+                // Its own process group, so that one signal reaches everything it started.
+                std::os::unix::process::CommandExt::process_group(cmd, 0);
+                Ok(())
+            })
+            .start()
+            .io_context(|| format!("starting the sandbox for {id}"))?;
+        let pgid = Pid::from_raw(handle.pids()[0] as i32);
+
+        let status = loop {
+            if let Some(output) = handle
+                .try_wait()
+                .io_context(|| format!("waiting for {id}"))?
+            {
+                break output.status;
+            }
+            if cancel.is_set() {
+                stop_group(pgid, &handle);
+                let _ = writeln!(log, "# stagebuild: interrupted");
+                return Err(Error::Interrupted {
+                    step: id.to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Whatever the step left running in its group goes with it.
+        let _ = killpg(pgid, Signal::SIGKILL);
+        if status.success() {
+            fresh_dir(&job.work.join("build"))?;
+            return Ok(());
+        }
+        let status = match status.code() {
+            Some(code) => format!("exit code {code}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(Error::StepFailed {
+            step: id.to_string(),
+            status,
+            tail: log_tail(&job.log, 30),
+            log: job.log.clone(),
+        })
+    }
+}
+
+/// SIGTERM to the whole group, a grace period, then SIGKILL.
+fn stop_group(pgid: Pid, handle: &duct::Handle) {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(handle.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = handle.wait();
+}
+
+/// A fresh log for this attempt; the previous attempt's log is kept beside it.
+fn open_log(path: &Path) -> Result<fs::File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+    }
+    if path.exists() {
+        let previous = PathBuf::from(format!("{}.previous", path.display()));
+        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
+    }
+    fs::File::create(path).io_context(|| format!("creating {}", path.display()))
+}
+
+/// The last `lines` lines of a log, indented.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,58 @@
+//! Runners execute one step in its environment. A new kind of runner (a VM,
+//! a foreign architecture) is one new module implementing [`Runner`].
+
+pub mod host;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::Result;
+use crate::plan::PlannedStep;
+
+/// Everything a runner needs for one step. The sources are verified mirror
+/// files; `sysroot_trees` are the outputs of the stage's earlier steps, in order.
+pub struct StepJob<'a> {
+    pub planned: &'a PlannedStep,
+    pub sources: Vec<(String, PathBuf)>,
+    pub sysroot_trees: Vec<PathBuf>,
+    pub source_date_epoch: u64,
+    pub jobs: usize,
+    /// Scratch space for this step, emptied before it runs.
+    pub work: PathBuf,
+    /// The step's log file.
+    pub log: PathBuf,
+}
+
+impl StepJob<'_> {
+    /// Where the runner leaves the step's output tree.
+    pub fn out(&self) -> PathBuf {
+        self.work.join("out")
+    }
+}
+
+pub trait Runner {
+    fn name(&self) -> String;
+    /// Runs the step; on success its output is in `job.out()`.
+    fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()>;
+}
+
+/// Set when the user interrupts (SIGINT, SIGTERM); runners poll it and stop
+/// their processes.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag raised by SIGINT and SIGTERM.
+    pub fn on_signals() -> std::io::Result<Cancel> {
+        let cancel = Cancel::default();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, cancel.0.clone())?;
+        }
+        Ok(cancel)
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,241 @@
+//! Step files: one YAML file per package build under `steps/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::digest::file_sha256;
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::yaml;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Spanned<String>,
+    version: String,
+    description: String,
+    #[serde(default)]
+    sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    patches: Vec<Spanned<String>>,
+    #[serde(default)]
+    workdir: Option<Spanned<String>>,
+    #[serde(default)]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    configure: Option<String>,
+    #[serde(default)]
+    build: Option<String>,
+    #[serde(default)]
+    install: Option<String>,
+}
+
+/// Variables stagebuild sets for every step; a step's `env` may not override them.
+pub const RESERVED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TZ",
+    "LC_ALL",
+    "SOURCE_DATE_EPOCH",
+    "SYSROOT",
+    "OUT",
+    "JOBS",
+    "PASS",
+];
+
+/// What a step does: everything in the step file that can change its output.
+/// The description is prose for the book and is left out, so that editing it
+/// does not rebuild the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definition {
+    pub name: String,
+    pub version: String,
+    pub sources: Vec<String>,
+    pub patches: Vec<String>,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub configure: Option<String>,
+    pub build: Option<String>,
+    pub install: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Patch {
+    pub file: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub path: PathBuf,
+    pub description: String,
+    pub definition: Definition,
+    pub patches: Vec<Patch>,
+}
+
+impl Step {
+    pub fn name(&self) -> &str {
+        &self.definition.name
+    }
+
+    /// Loads `steps/<name>.yaml`, checks its sources against the lock and reads
+    /// its patches from `patches/<name>/`.
+    pub fn load(path: &Path, patches_dir: &Path, lock: &Lock) -> Result<Self> {
+        let raw: RawStep = yaml::read(path)?;
+        let bad = |line, message: String| Error::input(path, line, message);
+
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if raw.name.value != stem {
+            return Err(bad(
+                yaml::line_of(&raw.name),
+                format!(
+                    "the step is named {:?} but its file is {stem}.yaml; a step file must be named after its step",
+                    raw.name.value
+                ),
+            ));
+        }
+        if !is_identifier(&raw.name.value) {
+            return Err(bad(
+                yaml::line_of(&raw.name),
+                format!(
+                    "step name {:?} may use only a-z, 0-9, '-', '_' and '.'",
+                    raw.name.value
+                ),
+            ));
+        }
+        if raw.configure.is_none() && raw.build.is_none() && raw.install.is_none() {
+            return Err(bad(
+                Some(1),
+                "the step has none of configure, build, install".into(),
+            ));
+        }
+
+        let mut sources = Vec::new();
+        for source in &raw.sources {
+            if lock.get(&source.value).is_none() {
+                return Err(bad(
+                    yaml::line_of(source),
+                    format!(
+                        "source {:?} is not in {}; add it with its sha256",
+                        source.value,
+                        lock.path.display()
+                    ),
+                ));
+            }
+            if sources.contains(&source.value) {
+                return Err(bad(
+                    yaml::line_of(source),
+                    format!("source {:?} is listed twice", source.value),
+                ));
+            }
+            sources.push(source.value.clone());
+        }
+
+        let mut patches = Vec::new();
+        for patch in &raw.patches {
+            let file = &patch.value;
+            if file.contains('/') || file.starts_with('.') {
+                return Err(bad(
+                    yaml::line_of(patch),
+                    format!("patch {file:?} must be a plain file name"),
+                ));
+            }
+            let patch_path = patches_dir.join(&raw.name.value).join(file);
+            let (sha256, _) = file_sha256(&patch_path).map_err(|e| {
+                bad(
+                    yaml::line_of(patch),
+                    format!("patch {}: {e}", patch_path.display()),
+                )
+            })?;
+            patches.push(Patch {
+                file: file.clone(),
+                path: patch_path,
+                sha256,
+            });
+        }
+
+        if let Some(workdir) = &raw.workdir {
+            let w = Path::new(&workdir.value);
+            if w.is_absolute()
+                || w.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad(
+                    yaml::line_of(workdir),
+                    format!(
+                        "workdir {:?} must be a relative path inside the build directory",
+                        workdir.value
+                    ),
+                ));
+            }
+        }
+
+        let env = raw
+            .env
+            .as_ref()
+            .map(|e| e.value.clone())
+            .unwrap_or_default();
+        if let Some(spanned) = &raw.env {
+            for key in env.keys() {
+                if RESERVED_ENV.contains(&key.as_str()) {
+                    return Err(bad(
+                        yaml::line_of(spanned),
+                        format!("env may not set {key}: stagebuild sets it"),
+                    ));
+                }
+                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(bad(
+                        yaml::line_of(spanned),
+                        format!("env name {key:?} is not a variable name"),
+                    ));
+                }
+            }
+        }
+
+        Ok(Step {
+            path: path.to_path_buf(),
+            description: raw.description,
+            definition: Definition {
+                name: raw.name.value,
+                version: raw.version,
+                sources,
+                patches: raw.patches.into_iter().map(|p| p.value).collect(),
+                workdir: raw.workdir.map(|w| w.value),
+                env,
+                configure: raw.configure,
+                build: raw.build,
+                install: raw.install,
+            },
+            patches,
+        })
+    }
+
+    /// The shell script that runs the step's phases in order.
+    pub fn script(&self) -> String {
+        let mut script = String::from("set -e\n");
+        for (phase, body) in [
+            ("configure", &self.definition.configure),
+            ("build", &self.definition.build),
+            ("install", &self.definition.install),
+        ] {
+            if let Some(body) = body {
+                script.push_str(&format!(
+                    "echo '=== stagebuild: {phase} ==='\n(\nset -ex\n{body}\n)\n"
+                ));
+            }
+        }
+        script
+    }
+}
+
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+        && !name.starts_with(['.', '-'])
+}

@@ -1,0 +1,249 @@
+//! Target manifests (`steps/targets/<name>.yaml`): ordered stages of steps.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::error::{Error, Result};
+use crate::yaml;
+
+/// A configuration value; conditions compare their text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnerKind {
+    /// A namespace sandbox on the build machine.
+    Host,
+}
+
+impl fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunnerKind::Host => f.write_str("host"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    source_date_epoch: u64,
+    #[serde(default)]
+    config: BTreeMap<String, Scalar>,
+    stages: Vec<Spanned<RawStage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: String,
+    runner: RunnerKind,
+    steps: Vec<Spanned<RawStepRef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawStepRef {
+    Name(String),
+    Full(FullStepRef),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullStepRef {
+    step: String,
+    #[serde(default)]
+    pass: Option<u32>,
+    #[serde(default)]
+    when: BTreeMap<String, OneOrMany>,
+}
+
+/// One use of a step file in a target. The same step file may be used more
+/// than once with different passes (`gcc` pass 1 and pass 2).
+#[derive(Debug, Clone)]
+pub struct StepRef {
+    pub step: String,
+    pub pass: Option<u32>,
+    /// Config variable → accepted values; all must match.
+    pub when: BTreeMap<String, Vec<String>>,
+    pub line: Option<u64>,
+}
+
+impl StepRef {
+    /// The step's id in the chain: its name, with `-passN` for later passes.
+    pub fn id(&self) -> String {
+        match self.pass {
+            Some(n) => format!("{}-pass{n}", self.step),
+            None => self.step.clone(),
+        }
+    }
+
+    pub fn applies(&self, config: &BTreeMap<String, String>) -> bool {
+        self.when
+            .iter()
+            .all(|(var, values)| config.get(var).is_some_and(|v| values.contains(v)))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub runner: RunnerKind,
+    pub steps: Vec<StepRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub source_date_epoch: u64,
+    pub config: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+}
+
+impl Target {
+    /// Loads a target; `overrides` (from `--set var=value`) replace config values.
+    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Self> {
+        let raw: RawTarget = yaml::read(path)?;
+        let bad = |line, message: String| Error::input(path, line, message);
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if raw.name.value != stem {
+            return Err(bad(
+                yaml::line_of(&raw.name),
+                format!(
+                    "the target is named {:?} but its file is {stem}.yaml",
+                    raw.name.value
+                ),
+            ));
+        }
+
+        let mut config: BTreeMap<String, String> = raw
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        for (var, value) in overrides {
+            if !config.contains_key(var) {
+                return Err(Error::Usage(format!(
+                    "--set {var}: the target {} has no config variable {var} (it has: {})",
+                    raw.name.value,
+                    config.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            config.insert(var.clone(), value.clone());
+        }
+
+        if raw.stages.is_empty() {
+            return Err(bad(None, "the target has no stages".into()));
+        }
+        let mut stages = Vec::new();
+        let mut stage_names = Vec::new();
+        let mut ids = BTreeMap::new();
+        for stage in raw.stages {
+            let stage_line = yaml::line_of(&stage);
+            let stage = stage.value;
+            if stage_names.contains(&stage.name) {
+                return Err(bad(
+                    stage_line,
+                    format!("stage {:?} is listed twice", stage.name),
+                ));
+            }
+            stage_names.push(stage.name.clone());
+            let mut steps = Vec::new();
+            for entry in stage.steps {
+                let line = yaml::line_of(&entry);
+                let step_ref = match entry.value {
+                    RawStepRef::Name(step) => StepRef {
+                        step,
+                        pass: None,
+                        when: BTreeMap::new(),
+                        line,
+                    },
+                    RawStepRef::Full(full) => StepRef {
+                        step: full.step,
+                        pass: full.pass,
+                        when: full
+                            .when
+                            .into_iter()
+                            .map(|(var, values)| {
+                                let values = match values {
+                                    OneOrMany::One(v) => vec![v.to_string()],
+                                    OneOrMany::Many(vs) => {
+                                        vs.iter().map(Scalar::to_string).collect()
+                                    }
+                                };
+                                (var, values)
+                            })
+                            .collect(),
+                        line,
+                    },
+                };
+                if step_ref.pass == Some(0) {
+                    return Err(bad(line, "passes count from 1".into()));
+                }
+                if let Some(var) = step_ref.when.keys().find(|v| !config.contains_key(*v)) {
+                    return Err(bad(
+                        line,
+                        format!("condition on {var:?}, which is not in the target's config"),
+                    ));
+                }
+                let id = step_ref.id();
+                if let Some(first) = ids.insert(id.clone(), line) {
+                    let first = first
+                        .map(|l| format!(" (first at line {l})"))
+                        .unwrap_or_default();
+                    return Err(bad(
+                        line,
+                        format!("step {id} appears twice{first}; give each use its own pass"),
+                    ));
+                }
+                steps.push(step_ref);
+            }
+            stages.push(Stage {
+                name: stage.name,
+                runner: stage.runner,
+                steps,
+            });
+        }
+
+        Ok(Target {
+            path: path.to_path_buf(),
+            name: raw.name.value,
+            description: raw.description,
+            source_date_epoch: raw.source_date_epoch,
+            config,
+            stages,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! A small real project for integration tests: a C program in a real tarball,
+//! pinned in a real sources.lock, built by the real binary in the real sandbox.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+pub const HELLO_C: &str =
+    "#include <stdio.h>\nint main(void) { puts(\"hello from a sandbox\"); return 0; }\n";
+
+impl Fixture {
+    /// A project with target `t`: `hello` compiles a C program, `greet` runs it
+    /// from the sysroot, `slow` sleeps so that tests can interrupt it.
+    pub fn tiny() -> Fixture {
+        let fixture = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let tarball = make_tarball(&[("hello-1.0/hello.c", HELLO_C.as_bytes())]);
+        fixture.add_source("hello-1.0.tar.gz", &tarball);
+        fixture.write(
+            "steps/hello.yaml",
+            "name: hello\nversion: \"1.0\"\ndescription: Compiles a tiny C program.\nsources: [hello-1.0.tar.gz]\nworkdir: hello-1.0\nbuild: |\n  gcc -O2 -o hello hello.c\ninstall: |\n  mkdir -p \"$OUT/usr/bin\"\n  cp hello \"$OUT/usr/bin/\"\n",
+        );
+        fixture.write(
+            "steps/greet.yaml",
+            "name: greet\nversion: \"1\"\ndescription: Runs hello from the sysroot.\nbuild: |\n  /sysroot/usr/bin/hello > \"$OUT/greeting\"\n",
+        );
+        fixture.write(
+            "steps/slow.yaml",
+            "name: slow\nversion: \"1\"\ndescription: Takes its time.\nbuild: |\n  echo started-slow\n  sleep \"${SLOW_SECONDS:-30}\"\n  echo done > \"$OUT/slow\"\n",
+        );
+        fixture.write(
+            "steps/targets/t.yaml",
+            "name: t\nsource_date_epoch: 1672531200\nconfig:\n  arch: x86_64\nstages:\n  - name: host\n    runner: host\n    steps:\n      - hello\n      - greet\n",
+        );
+        fixture
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root().join("project")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root().join("state")
+    }
+
+    pub fn mirror(&self) -> PathBuf {
+        self.root().join("mirror")
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let path = self.project().join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    /// Adds a file to the lock and to a directory the mirror imports from.
+    pub fn add_source(&self, name: &str, bytes: &[u8]) {
+        let lock = self.project().join("sources.lock");
+        let mut text =
+            fs::read_to_string(&lock).unwrap_or_else(|_| "version: 1\nsources:\n".into());
+        text.push_str(&format!(
+            "  - name: {name}\n    sha256: {}\n    size: {}\n    urls: [\"https://example.org/{name}\"]\n",
+            hex::encode(Sha256::digest(bytes)),
+            bytes.len()
+        ));
+        self.write("sources.lock", text);
+        let incoming = self.root().join("incoming");
+        fs::create_dir_all(&incoming).unwrap();
+        fs::write(incoming.join(name), bytes).unwrap();
+    }
+
+    /// The real binary, pointed at this fixture's project, state and mirror.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
+        cmd.arg("--project")
+            .arg(self.project())
+            .arg("--state")
+            .arg(self.state())
+            .arg("--mirror")
+            .arg(self.mirror());
+        cmd
+    }
+
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stagebuild"));
+        cmd.arg("--project")
+            .arg(self.project())
+            .arg("--state")
+            .arg(self.state())
+            .arg("--mirror")
+            .arg(self.mirror());
+        cmd
+    }
+
+    pub fn import_sources(&self) {
+        self.cmd()
+            .args(["mirror", "import"])
+            .arg(self.root().join("incoming"))
+            .assert()
+            .success();
+    }
+}
+
+/// A gzip'd tarball with the given files, every header fixed.
+pub fn make_tarball(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(1_672_531_200);
+        builder.append_data(&mut header, path, *data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// Every path below `dir` with its type and content hash: two equal snapshots
+/// mean nothing was written.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let value = if meta.is_dir() {
+                stack.push(path);
+                "dir".to_string()
+            } else if meta.file_type().is_symlink() {
+                format!("link {}", fs::read_link(&path).unwrap().display())
+            } else {
+                hex::encode(Sha256::digest(fs::read(&path).unwrap()))
+            };
+            out.insert(rel, value);
+        }
+    }
+    out
+}
+
+/// The per-file manifests of every checkpoint a target's record names, by step.
+pub fn manifests(state: &Path, target: &str) -> BTreeMap<String, String> {
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs::read(state.join("targets").join(format!("{target}.json"))).unwrap(),
+    )
+    .unwrap();
+    record["steps"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, step)| {
+            let key = step["key"].as_str().unwrap();
+            let manifest =
+                fs::read_to_string(state.join("checkpoints").join(key).join("manifest.json"))
+                    .unwrap();
+            (id.clone(), manifest)
+        })
+        .collect()
+}
