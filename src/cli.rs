@@ -35,6 +35,12 @@ pub enum Command {
     /// Fill and inspect the source mirror.
     #[command(subcommand)]
     Mirror(MirrorCommand),
+    /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
+    #[command(hide = true)]
+    SandboxExec {
+        #[arg(long)]
+        spec_json: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +66,18 @@ pub struct RunArgs {
     /// Parallel jobs inside each step (JOBS) [default: the number of CPUs].
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// The sandbox for host steps.
+    #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
+    pub sandbox: SandboxChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxChoice {
+    /// bubblewrap if it is installed, else namespaces.
+    Auto,
+    Bwrap,
+    /// Enter the namespaces directly, without bubblewrap.
+    Namespaces,
 }
 
 #[derive(Debug, Args)]

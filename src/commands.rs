@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, MirrorCommand, PlanArgs, RunArgs, StatusArgs};
+use crate::cli::{Cli, Command, MirrorCommand, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
 use crate::lock::LockEntry;
@@ -13,7 +13,7 @@ use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;
 use crate::runner::host::HostRunner;
-use crate::sandbox::{Sandbox, bwrap::Bwrap};
+use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
 use crate::state::StateDir;
 
 struct Paths {
@@ -50,6 +50,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status(&paths, args),
         Command::Mirror(command) => mirror(&paths, command),
+        Command::SandboxExec { spec_json } => {
+            let spec = serde_json::from_str(spec_json)
+                .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
+            match crate::sandbox::namespaces::enter(&spec) {
+                Ok(never) => match never {},
+                Err(e) => Err(Error::Other(format!("sandbox: {e}"))),
+            }
+        }
     }
 }
 
@@ -73,12 +81,27 @@ pub fn resume_command(cli: &Cli, args: &RunArgs) -> String {
     words.join(" ")
 }
 
-fn sandbox() -> Result<Box<dyn Sandbox>> {
-    Bwrap::find()
-        .map(|b| Box::new(b) as Box<dyn Sandbox>)
-        .ok_or_else(|| {
-            Error::Usage("bwrap is not installed (Debian: apt-get install bubblewrap)".into())
-        })
+fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
+    let namespaces = || -> Result<Box<dyn Sandbox>> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("finding stagebuild's own binary: {e}")))?;
+        Ok(Box::new(Namespaces { exe }))
+    };
+    match choice {
+        SandboxChoice::Bwrap => Bwrap::find()
+            .map(|b| Box::new(b) as Box<dyn Sandbox>)
+            .ok_or_else(|| {
+                Error::Usage(
+                    "--sandbox bwrap: bwrap is not installed (Debian: apt-get install bubblewrap)"
+                        .into(),
+                )
+            }),
+        SandboxChoice::Namespaces => namespaces(),
+        SandboxChoice::Auto => match Bwrap::find() {
+            Some(b) => Ok(Box::new(b)),
+            None => namespaces(),
+        },
+    }
 }
 
 fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
@@ -86,7 +109,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
     let state = StateDir::new(paths.state.clone());
     let mirror = Mirror::new(paths.mirror.clone());
     let mut runner = HostRunner {
-        sandbox: sandbox()?,
+        sandbox: sandbox(args.sandbox)?,
     };
     let mut reporter = report::for_stderr();
     let cancel = Cancel::on_signals()

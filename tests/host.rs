@@ -102,7 +102,16 @@ fn a_damaged_checkpoint_is_rebuilt_with_a_warning() {
 }
 
 #[test]
-fn the_sandbox_is_clean_confined_and_offline() {
+fn the_bwrap_sandbox_is_clean_confined_and_offline() {
+    sandbox_is_clean_confined_and_offline("bwrap");
+}
+
+#[test]
+fn the_namespaces_sandbox_is_clean_confined_and_offline() {
+    sandbox_is_clean_confined_and_offline("namespaces");
+}
+
+fn sandbox_is_clean_confined_and_offline(sandbox: &str) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
@@ -117,7 +126,11 @@ fn the_sandbox_is_clean_confined_and_offline() {
             "name: probe\nversion: \"1\"\ndescription: Looks around.\nbuild: |\n  env | sort > \"$OUT/env\"\n  umask > \"$OUT/umask\"\n  hostname > \"$OUT/hostname\"\n  pwd > \"$OUT/pwd\"\n  ls /sysroot/usr/bin > \"$OUT/sysroot\"\n  for p in /usr/probe /sysroot/probe /etc/probe /probe; do touch $p 2>/dev/null && echo \"wrote $p\" >> \"$OUT/escapes\" || true; done\n  touch /build/ok /tmp/ok\n  if bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2> \"$OUT/net-error\"; then echo connected > \"$OUT/net\"; else echo refused > \"$OUT/net\"; fi\n"
         ),
     );
-    f.cmd().args(["run", "--target", "t"]).assert().success();
+    f.cmd()
+        .args(["run", "--target", "t", "--sandbox", sandbox])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("host ({sandbox})")));
     assert!(
         listener.accept().is_err(),
         "the sandbox reached the host's listener"
@@ -184,19 +197,22 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts a run and waits until its `slow` step has begun.
-fn start_until_slow(f: &Fixture, marker: &str) -> std::process::Child {
+/// Starts a run and waits until its `slow` step (number `index` in the
+/// chain) has begun. `marker` is the sleep's argument, to find its process.
+fn start_until_slow(f: &Fixture, marker: &str, sandbox: &str, index: usize) -> std::process::Child {
     f.write(
         "steps/slow.yaml",
-        format!("name: slow\nversion: \"1\"\ndescription: Takes its time.\nbuild: |\n  echo started-slow\n  sleep {marker}\n  echo done > \"$OUT/slow\"\n"),
+        format!(
+            "name: slow\nversion: \"1\"\ndescription: Takes its time.\nbuild: |\n  echo started-slow\n  sleep {marker}\n  echo done > \"$OUT/slow\"\n"
+        ),
     );
     let mut child = f
         .std_cmd()
-        .args(["run", "--target", "t"])
+        .args(["run", "--target", "t", "--sandbox", sandbox])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = f.state().join("logs/t/03-slow.log");
+    let log = f.state().join(format!("logs/t/{index:02}-slow.log"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !fs::read_to_string(&log)
         .unwrap_or_default()
@@ -223,9 +239,17 @@ fn wait_gone(marker: &str) {
 
 #[test]
 fn sigkill_mid_step_then_resume_restores_earlier_steps() {
+    sigkill_then_resume("bwrap", "4.217");
+}
+
+#[test]
+fn sigkill_mid_step_in_the_namespaces_sandbox_leaves_nothing_running() {
+    sigkill_then_resume("namespaces", "4.219");
+}
+
+fn sigkill_then_resume(sandbox: &str, marker: &str) {
     let f = fixture_with("hello, greet, slow");
-    let marker = "4.217";
-    let mut child = start_until_slow(&f, marker);
+    let mut child = start_until_slow(&f, marker, sandbox, 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     wait_gone(marker);
@@ -259,12 +283,8 @@ fn sigkill_mid_step_then_resume_restores_earlier_steps() {
 #[test]
 fn sigint_stops_the_step_and_says_how_to_resume() {
     let f = fixture_with("hello, slow");
-    f.write(
-        "steps/targets/t.yaml",
-        fs::read_to_string(f.project().join("steps/targets/t.yaml")).unwrap(),
-    );
     let marker = "5.331";
-    let mut child = start_until_slow_at(&f, marker, "02-slow.log");
+    let mut child = start_until_slow(&f, marker, "auto", 2);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -300,34 +320,10 @@ fn sigint_stops_the_step_and_says_how_to_resume() {
         );
 }
 
-fn start_until_slow_at(f: &Fixture, marker: &str, log_name: &str) -> std::process::Child {
-    f.write(
-        "steps/slow.yaml",
-        format!("name: slow\nversion: \"1\"\ndescription: Takes its time.\nbuild: |\n  echo started-slow\n  sleep {marker}\n  echo done > \"$OUT/slow\"\n"),
-    );
-    let mut child = f
-        .std_cmd()
-        .args(["run", "--target", "t"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = f.state().join("logs/t").join(log_name);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("started-slow")
-    {
-        assert!(Instant::now() < deadline, "the slow step never started");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
 #[test]
 fn a_second_run_on_the_same_state_is_refused_naming_the_holder() {
     let f = fixture_with("hello, greet, slow");
-    let mut child = start_until_slow(&f, "6.113");
+    let mut child = start_until_slow(&f, "6.113", "auto", 3);
     f.cmd()
         .args(["run", "--target", "t", "--resume"])
         .assert()

@@ -1,9 +1,11 @@
 //! Namespace sandboxes for host steps.
 //!
 //! A [`SandboxSpec`] says what a step may see; a [`Sandbox`] turns it into a
-//! command. bubblewrap runs them.
+//! command. bubblewrap is preferred; where it is missing, stagebuild enters the
+//! namespaces itself (see [`namespaces`]). Both give the same view.
 
 pub mod bwrap;
+pub mod namespaces;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
