@@ -123,6 +123,8 @@ impl Engine<'_> {
         }
 
         let _lock = self.state.lock(&opts.command)?;
+        // Half-finished commits of a run that was killed: never checkpoints.
+        crate::fsutil::fresh_dir(&self.state.tmp())?;
         let store = self.state.store();
         let mut record = record;
         if opts.fresh {

@@ -36,7 +36,13 @@ impl StateDir {
     }
 
     pub fn store(&self) -> Store {
-        Store::new(self.root.join("checkpoints"), self.root.join("tmp"))
+        Store::new(self.root.join("checkpoints"), self.tmp())
+    }
+
+    /// Staging space for commits; whatever is here when a run starts is the
+    /// leftover of one that was killed.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     pub fn record_path(&self, target: &str) -> PathBuf {

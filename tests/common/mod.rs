@@ -176,3 +176,35 @@ pub fn manifests(state: &Path, target: &str) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// One raw tar entry, written as given: names and link targets that
+/// `tar::Builder` would refuse are the point of hostile-archive tests.
+pub struct RawEntry<'a> {
+    pub kind: tar::EntryType,
+    pub name: &'a str,
+    pub link: Option<&'a str>,
+    pub data: &'a [u8],
+    /// The size the header claims, if not the data's.
+    pub claimed_size: Option<u64>,
+}
+
+pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(e.kind);
+        h.set_size(e.claimed_size.unwrap_or(e.data.len() as u64));
+        h.set_mode(0o644);
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+        if let Some(link) = e.link {
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
