@@ -35,6 +35,9 @@ pub enum Command {
     /// Fill and inspect the source mirror.
     #[command(subcommand)]
     Mirror(MirrorCommand),
+    /// Edit sources.lock.
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {
@@ -99,13 +102,68 @@ pub struct StatusArgs {
 #[derive(Debug, Subcommand)]
 pub enum MirrorCommand {
     /// Fetch the sources a target needs (or the whole lock) into the mirror, verifying each.
-    Fetch {
+    Fetch(FetchArgs),
+    /// Re-hash every file; report missing, corrupt and unreferenced files.
+    Verify {
         /// Only the sources of this target.
         #[arg(long, short)]
         target: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Files hashed at once [default: the number of CPUs].
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Adopt every file in DIR whose sha256 matches a lock entry, whatever its name.
     Import { dir: PathBuf },
+    /// Write the mirror's files (all, or a target's) to one tar with a manifest, for an air gap.
+    Pack {
+        out: PathBuf,
+        #[arg(long, short)]
+        target: Option<String>,
+    },
+    /// Verify and adopt every file of a pack made by `mirror pack`.
+    Unpack { input: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Only the sources of this target.
+    #[arg(long, short)]
+    pub target: Option<String>,
+    /// Downloads at once.
+    #[arg(long, default_value_t = 8)]
+    pub jobs: usize,
+    /// Another mirror to try after a file's own URLs: a directory or a URL base.
+    #[arg(long = "from", value_name = "DIR|URL")]
+    pub from: Vec<String>,
+    /// Seconds a transfer may make no progress before it is retried.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Tries per URL for transient failures (connection errors, stalls, 5xx).
+    #[arg(long, default_value_t = 4)]
+    pub tries: u32,
+    /// Milliseconds before the first retry; each retry waits twice as long.
+    #[arg(long, default_value_t = 500)]
+    pub backoff_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Pin a file: compute its sha256 and size and add it to sources.lock (and the mirror).
+    Add {
+        /// A URL to download, or a local file.
+        source: String,
+        /// The entry's name [default: the file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Where a local file is published (its upstream URL); a URL source is its own.
+        #[arg(long)]
+        url: Option<String>,
+        /// Allow changing the checksum of an existing entry.
+        #[arg(long)]
+        update: bool,
+    },
 }
 
 fn parse_assignment(s: &str) -> Result<(String, String), String> {

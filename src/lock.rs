@@ -14,8 +14,9 @@ use crate::yaml;
 #[serde(deny_unknown_fields)]
 struct LockFile {
     version: Spanned<u32>,
+    /// `sources:` with nothing under it is an empty lock, not an error.
     #[serde(default)]
-    sources: Vec<Spanned<RawEntry>>,
+    sources: Option<Vec<Spanned<RawEntry>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +29,10 @@ struct RawEntry {
     urls: Vec<String>,
     #[serde(default)]
     apt: Option<AptSource>,
+    #[serde(default)]
+    git: Option<String>,
+    #[serde(default)]
+    commit: Option<String>,
 }
 
 /// A file that the host's package tool can fetch: `apt-get source
@@ -41,6 +46,12 @@ pub struct AptSource {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitSource {
+    pub url: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LockEntry {
     pub name: String,
     pub sha256: String,
@@ -48,6 +59,9 @@ pub struct LockEntry {
     /// Upstream first, then other mirrors.
     pub urls: Vec<String>,
     pub apt: Option<AptSource>,
+    /// A git repository and commit from which the mirror makes this file, a
+    /// deterministic tarball (see `mirror::git`).
+    pub git: Option<GitSource>,
     #[serde(skip)]
     pub line: Option<u64>,
 }
@@ -72,7 +86,7 @@ impl Lock {
             ));
         }
         let mut entries = BTreeMap::new();
-        for spanned in file.sources {
+        for spanned in file.sources.unwrap_or_default() {
             let line = yaml::line_of(&spanned);
             let raw = spanned.value;
             let bad = |message: String| Error::input(path, line, message);
@@ -93,9 +107,28 @@ impl Lock {
             if raw.size == 0 {
                 return Err(bad(format!("{}: size must be greater than 0", raw.name)));
             }
-            if raw.urls.is_empty() && raw.apt.is_none() {
+            let git = match (raw.git, raw.commit) {
+                (None, None) => None,
+                (Some(url), Some(commit)) => {
+                    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(bad(format!(
+                            "{}: commit must be a full 40-digit sha1, got {commit:?}",
+                            raw.name
+                        )));
+                    }
+                    if !raw.name.ends_with(".tar") {
+                        return Err(bad(format!(
+                            "{}: a git source is packed as an uncompressed tarball, so its name must end in .tar",
+                            raw.name
+                        )));
+                    }
+                    Some(GitSource { url, commit })
+                }
+                _ => return Err(bad(format!("{}: git and commit go together", raw.name))),
+            };
+            if raw.urls.is_empty() && raw.apt.is_none() && git.is_none() {
                 return Err(bad(format!(
-                    "{}: give at least one url or an apt source",
+                    "{}: give at least one url, an apt source, or a git repository and commit",
                     raw.name
                 )));
             }
@@ -108,6 +141,7 @@ impl Lock {
                 size: raw.size,
                 urls: raw.urls,
                 apt: raw.apt,
+                git,
                 line,
             };
             if let Some(old) = entries.insert(entry.name.clone(), entry) {
@@ -162,5 +196,55 @@ mod tests {
             e.contains("sources.lock:7:") && e.contains("listed twice"),
             "{e}"
         );
+    }
+}
+
+/// The text of a new entry, to append to a lock file.
+pub fn entry_text(name: &str, sha256: &str, size: u64, url: &str) -> String {
+    format!(
+        "\n  - name: {name}\n    sha256: {sha256}\n    size: {size}\n    urls:\n      - {url}\n"
+    )
+}
+
+/// Rewrites the sha256 and size of the entry that starts at `line` (1-based,
+/// the line of its `- `), leaving every other line, comments included, as it was.
+pub fn with_updated_entry(text: &str, line: u64, sha256: &str, size: u64) -> Option<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let start = (line as usize).checked_sub(1)?;
+    let indent = lines.get(start)?.find("- ")?;
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    // The entry runs until the next line indented no deeper than its dash.
+    let end = (start + 1..lines.len())
+        .find(|&i| !lines[i].trim().is_empty() && indent_of(&lines[i]) <= indent)
+        .unwrap_or(lines.len());
+    let (mut sha_done, mut size_done) = (false, false);
+    for l in &mut lines[start..end] {
+        // The key follows the indentation, or the dash on the entry's first line.
+        let key_at = l.find(|c: char| c != ' ' && c != '-').unwrap_or(0);
+        if l[key_at..].starts_with("sha256:") {
+            *l = format!("{}sha256: {sha256}", &l[..key_at]);
+            sha_done = true;
+        } else if l[key_at..].starts_with("size:") {
+            *l = format!("{}size: {size}", &l[..key_at]);
+            size_done = true;
+        }
+    }
+    (sha_done && size_done).then(|| lines.join("\n") + "\n")
+}
+
+#[cfg(test)]
+mod edit_tests {
+    use super::*;
+
+    #[test]
+    fn updating_an_entry_keeps_everything_else() {
+        let text = "version: 1\nsources:\n  # first\n  - name: a\n    sha256: old\n    size: 1\n    urls: []\n  - name: b\n    sha256: keep\n    size: 2\n    urls: []\n";
+        let updated = with_updated_entry(text, 4, "new", 9).unwrap();
+        assert_eq!(
+            updated,
+            text.replace("sha256: old", "sha256: new")
+                .replace("size: 1", "size: 9")
+        );
+        assert_eq!(with_updated_entry(text, 2, "x", 1), None);
     }
 }

@@ -119,3 +119,123 @@ impl Drop for TerminalReporter {
         }
     }
 }
+
+use crate::mirror::fetch::{FetchReporter, Outcome, Progress};
+use indicatif::MultiProgress;
+
+pub fn fetch_reporter() -> Box<dyn FetchReporter> {
+    if std::io::stderr().is_terminal() {
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .expect("valid template"),
+        );
+        overall.set_prefix("mirror");
+        Box::new(FetchBars { multi, overall })
+    } else {
+        Box::new(FetchLines)
+    }
+}
+
+/// One bar overall and one per active download.
+struct FetchBars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    overall: ProgressBar,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Progress for Bar {
+    fn set_length(&self, total: u64) {
+        self.bar.set_length(total);
+    }
+    fn set_position(&self, done: u64) {
+        let last = self.last.swap(done, std::sync::atomic::Ordering::Relaxed);
+        self.bar.set_position(done);
+        if done >= last {
+            self.overall.inc(done - last);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl FetchReporter for FetchBars {
+    fn begin(&self, files: usize, bytes: u64) {
+        self.overall.set_length(bytes);
+        self.overall.set_message(format!("{files} files to fetch"));
+    }
+    fn started(&self, name: &str, size: u64) -> Box<dyn Progress + '_> {
+        let bar = self.multi.add(ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template("  {prefix:30!} [{bar:30}] {bytes}/{total_bytes}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(name.to_string());
+        Box::new(Bar {
+            bar,
+            overall: self.overall.clone(),
+            last: Default::default(),
+        })
+    }
+    fn finished(&self, name: &str, outcome: &Outcome) {
+        self.multi
+            .suspend(|| eprintln!("{}", outcome_line(name, outcome)));
+    }
+}
+
+impl Drop for FetchBars {
+    fn drop(&mut self) {
+        self.overall.finish_and_clear();
+    }
+}
+
+/// Plain lines, one per finished file.
+struct FetchLines;
+
+struct NoBar;
+
+impl Progress for NoBar {
+    fn set_length(&self, _: u64) {}
+    fn set_position(&self, _: u64) {}
+}
+
+impl FetchReporter for FetchLines {
+    fn begin(&self, files: usize, bytes: u64) {
+        if files > 0 {
+            eprintln!("fetching {files} file(s), {bytes} bytes");
+        }
+    }
+    fn started(&self, _: &str, _: u64) -> Box<dyn Progress + '_> {
+        Box::new(NoBar)
+    }
+    fn finished(&self, name: &str, outcome: &Outcome) {
+        eprintln!("{}", outcome_line(name, outcome));
+    }
+}
+
+fn outcome_line(name: &str, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Present => format!("present  {name}"),
+        Outcome::Fetched { from } => format!("fetched  {name}  from {from}"),
+        Outcome::Failed { errors } => format!(
+            "FAILED   {name}\n{}",
+            errors
+                .iter()
+                .map(|e| format!("         {e}\n"))
+                .collect::<String>()
+                .trim_end()
+        ),
+    }
+}

@@ -224,3 +224,52 @@ fn demo_plan_after_editing_busybox_invalidates_it_and_what_follows() {
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
 }
+
+#[test]
+#[ignore = "slow: needs the demo's real sources in the mirror"]
+fn import_adopts_debian_orig_tarballs_by_checksum_whatever_their_names() {
+    let lock = fs::read_to_string(repo().join("sources.lock")).unwrap();
+    let debian = scratch("debian-origs");
+    // The demo's sources under the names Debian's archive gives them.
+    let mut expected = Vec::new();
+    for block in lock.split("\n  - name: ").skip(1) {
+        let name = block.lines().next().unwrap().trim();
+        let Some(orig) = block
+            .split("file: ")
+            .nth(1)
+            .map(|r| r.split([' ', '}']).next().unwrap())
+        else {
+            continue;
+        };
+        fs::copy(mirror().join("by-name").join(name), debian.join(orig)).unwrap();
+        expected.push(format!(
+            "imported {name}  (from {})",
+            debian.join(orig).display()
+        ));
+    }
+    assert_eq!(expected.len(), 4);
+    let empty = scratch("imported-mirror");
+    let out = assert_cmd::Command::cargo_bin("stagebuild")
+        .unwrap()
+        .arg("--project")
+        .arg(repo())
+        .arg("--mirror")
+        .arg(&empty)
+        .args(["mirror", "import"])
+        .arg(&debian)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    for line in &expected {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+    assert_cmd::Command::cargo_bin("stagebuild")
+        .unwrap()
+        .arg("--project")
+        .arg(repo())
+        .arg("--mirror")
+        .arg(&empty)
+        .args(["mirror", "verify", "--target", "demo"])
+        .assert()
+        .success();
+}

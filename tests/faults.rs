@@ -501,7 +501,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
             entry("")
                 .replace("    urls: [https://example.org/a.tar.gz]\n", "")
                 .into(),
-            "sources.lock:3: a.tar.gz: give at least one url or an apt source",
+            "sources.lock:3: a.tar.gz: give at least one url, an apt source, or a git repository and commit",
         ),
         (
             "sources.lock",

@@ -1,32 +1,42 @@
-//! Sources that only a distribution's archive still carries, fetched through
-//! the host's own package tool: `apt-get source --download-only PKG=VERSION`.
-//! No archive host is ever written down; apt's configuration decides.
+//! Sources that a distribution's archive carries, fetched through the host's
+//! own package tool: `apt-get source --download-only PKG=VERSION`. No archive
+//! host is ever written down; apt's configuration decides.
 
 use std::path::Path;
 
-use super::Fetcher;
+use super::fetch::{Attempt, Fetcher, Progress};
 use crate::lock::LockEntry;
 
 pub struct AptFetcher;
 
 impl Fetcher for AptFetcher {
-    fn describe(&self, entry: &LockEntry) -> Option<String> {
+    fn attempts(&self, entry: &LockEntry) -> Vec<Attempt> {
         entry
             .apt
-            .as_ref()
-            .map(|a| format!("apt-get source {}={}", a.package, a.version))
+            .iter()
+            .map(|a| Attempt {
+                label: format!("apt-get source {}={}", a.package, a.version),
+                locator: format!("{}={}", a.package, a.version),
+            })
+            .collect()
     }
 
-    fn fetch(&self, entry: &LockEntry, dest: &Path) -> Result<(), String> {
+    fn fetch(
+        &self,
+        entry: &LockEntry,
+        attempt: &Attempt,
+        part: &Path,
+        _: &dyn Progress,
+    ) -> Result<(), String> {
         let apt = entry.apt.as_ref().ok_or("no apt source")?;
-        let parent = dest.parent().ok_or("bad destination")?;
+        let parent = part.parent().ok_or("bad destination")?;
         let work = tempfile::Builder::new()
             .prefix("apt-")
             .tempdir_in(parent)
             .map_err(|e| e.to_string())?;
         let output = std::process::Command::new("apt-get")
             .args(["source", "--download-only", "-q"])
-            .arg(format!("{}={}", apt.package, apt.version))
+            .arg(&attempt.locator)
             .current_dir(work.path())
             .stdin(std::process::Stdio::null())
             .output()
@@ -36,7 +46,7 @@ impl Fetcher for AptFetcher {
             let hint = if stderr.contains("deb-src")
                 || stderr.contains("Unable to find a source package")
             {
-                " (is a deb-src entry configured? see the README)"
+                " (is a deb-src entry configured? scripts/setup-debian.sh adds one)"
             } else {
                 ""
             };
@@ -47,7 +57,7 @@ impl Fetcher for AptFetcher {
             ));
         }
         let file = work.path().join(&apt.file);
-        std::fs::rename(&file, dest)
+        std::fs::rename(&file, part)
             .map_err(|e| format!("apt-get did not produce {}: {e}", apt.file))
     }
 }

@@ -1,8 +1,15 @@
 //! The local source mirror. Files are stored once, by sha256
 //! (`sha256/<hash>`), with `by-name/<name>` links as a human index, and every
-//! file is verified before it is renamed into place.
+//! file is verified before it is renamed into place: the mirror never holds a
+//! wrong file under a right name, nor an empty one.
 
 pub mod apt;
+pub mod fetch;
+pub mod from;
+pub mod git;
+pub mod http;
+pub mod pack;
+pub mod verify;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,30 +22,12 @@ pub struct Mirror {
     pub root: PathBuf,
 }
 
-/// One way of getting a source file: an apt source package, a URL, ….
-pub trait Fetcher {
-    /// A short description of where this fetcher looks for `entry`, or None
-    /// if it has nothing to offer for it.
-    fn describe(&self, entry: &LockEntry) -> Option<String>;
-    /// Writes the file to `dest`, a temporary path in the mirror. The caller
-    /// verifies it.
-    fn fetch(&self, entry: &LockEntry, dest: &Path) -> Result<(), String>;
-}
-
-/// What `mirror fetch` did for one file.
-#[derive(Debug)]
-pub enum FetchOutcome {
-    Present,
-    Fetched { from: String },
-    Failed { errors: Vec<String> },
-}
-
 impl Mirror {
     pub fn new(root: PathBuf) -> Self {
         Mirror { root }
     }
 
-    fn stored(&self, sha256: &str) -> PathBuf {
+    pub fn stored(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(sha256)
     }
 
@@ -46,25 +35,31 @@ impl Mirror {
         self.root.join("by-name").join(name)
     }
 
-    fn tmp_dir(&self) -> Result<PathBuf> {
+    /// Scratch space for downloads in progress; partial files stay here
+    /// between runs so that they can be resumed.
+    pub fn tmp_dir(&self) -> Result<PathBuf> {
         let tmp = self.root.join("tmp");
         fs::create_dir_all(&tmp).io_context(|| format!("creating {}", tmp.display()))?;
         Ok(tmp)
     }
 
+    /// Where the mirror holds `entry`, if anywhere: by checksum first, then by name.
+    pub fn locate(&self, entry: &LockEntry) -> Option<PathBuf> {
+        [self.stored(&entry.sha256), self.named(&entry.name)]
+            .into_iter()
+            .find(|p| p.exists())
+    }
+
     /// The mirror's copy of `entry`, verified against the lock. A missing file
     /// and a file with the wrong content are both errors that say what to do.
     pub fn checked(&self, entry: &LockEntry) -> Result<PathBuf> {
-        let path = [self.stored(&entry.sha256), self.named(&entry.name)]
-            .into_iter()
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "source {} is not in the mirror {}; fill it with `stagebuild mirror fetch` or `stagebuild mirror import DIR`",
-                    entry.name,
-                    self.root.display()
-                ))
-            })?;
+        let path = self.locate(entry).ok_or_else(|| {
+            Error::Usage(format!(
+                "source {} is not in the mirror {}; fill it with `stagebuild mirror fetch` or `stagebuild mirror import DIR`",
+                entry.name,
+                self.root.display()
+            ))
+        })?;
         let (actual, _) =
             file_sha256(&path).io_context(|| format!("reading {}", path.display()))?;
         if actual != entry.sha256 {
@@ -90,49 +85,55 @@ impl Mirror {
             .tempfile_in(self.tmp_dir()?)
             .io_context(|| "creating a temporary file in the mirror")?;
         fs::copy(file, tmp.path()).io_context(|| format!("copying {}", file.display()))?;
-        self.land(
-            entry,
-            tmp.into_temp_path().keep().map_err(|e| Error::Io {
-                context: "keeping a temporary file".into(),
-                source: e.error,
-            })?,
-        )
+        let (tmp_file, tmp_path) = tmp.into_parts();
+        drop(tmp_file);
+        let tmp_path = tmp_path.keep().map_err(|e| Error::Io {
+            context: "keeping a temporary file".into(),
+            source: e.error,
+        })?;
+        self.land(&entry.sha256, entry.size, &[entry.name.as_str()], &tmp_path)
     }
 
-    /// Verifies a complete temporary file and renames it into the store.
-    fn land(&self, entry: &LockEntry, tmp: PathBuf) -> Result<()> {
+    /// Verifies a complete temporary file against `sha256` and `size`, renames
+    /// it into the store and links `names` to it. A file that does not match
+    /// is deleted, never kept.
+    pub fn land(&self, sha256: &str, size: u64, names: &[&str], tmp: &Path) -> Result<()> {
         let result = (|| {
-            let (actual, size) =
-                file_sha256(&tmp).io_context(|| format!("reading {}", tmp.display()))?;
-            if actual != entry.sha256 || size != entry.size {
+            let (actual, actual_size) =
+                file_sha256(tmp).io_context(|| format!("reading {}", tmp.display()))?;
+            if actual != sha256 || actual_size != size {
                 return Err(Error::Checksum {
-                    name: entry.name.clone(),
-                    path: tmp.clone(),
-                    expected: format!("{} ({} bytes)", entry.sha256, entry.size),
-                    actual: format!("{actual} ({size} bytes)"),
+                    name: names.join(", "),
+                    path: tmp.to_path_buf(),
+                    expected: format!("{sha256} ({size} bytes)"),
+                    actual: format!("{actual} ({actual_size} bytes)"),
                 });
             }
             // Read-only, so that nothing writes through a by-name link by mistake.
-            fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444))
-                .and_then(|()| fs::File::open(&tmp)?.sync_all())
+            fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .and_then(|()| fs::File::open(tmp)?.sync_all())
                 .io_context(|| format!("syncing {}", tmp.display()))?;
-            let stored = self.stored(&entry.sha256);
+            let stored = self.stored(sha256);
             fs::create_dir_all(stored.parent().unwrap())
                 .io_context(|| "creating the mirror store")?;
-            fs::rename(&tmp, &stored)
+            fs::rename(tmp, &stored)
                 .io_context(|| format!("renaming into {}", stored.display()))?;
-            self.link_name(entry)
+            crate::fsutil::sync_dir(stored.parent().unwrap())?;
+            names
+                .iter()
+                .try_for_each(|name| self.link_name(name, sha256))
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(tmp);
         }
         result
     }
 
-    fn link_name(&self, entry: &LockEntry) -> Result<()> {
-        let link = self.named(&entry.name);
+    /// Points `by-name/NAME` at the stored file, replacing a stale link atomically.
+    pub fn link_name(&self, name: &str, sha256: &str) -> Result<()> {
+        let link = self.named(name);
         fs::create_dir_all(link.parent().unwrap()).io_context(|| "creating the mirror index")?;
-        let target = Path::new("../sha256").join(&entry.sha256);
+        let target = Path::new("../sha256").join(sha256);
         if fs::read_link(&link).is_ok_and(|t| t == target) {
             return Ok(());
         }
@@ -143,57 +144,8 @@ impl Mirror {
         fs::rename(&tmp, &link).io_context(|| format!("linking {}", link.display()))
     }
 
-    /// Fetches each entry that is not already present, trying each fetcher in
-    /// turn. A file lands only after its size and sha256 are verified.
-    pub fn fetch(
-        &self,
-        entries: &[&LockEntry],
-        fetchers: &[&dyn Fetcher],
-    ) -> Result<Vec<(String, FetchOutcome)>> {
-        let mut outcomes = Vec::new();
-        for entry in entries {
-            if self.has(entry) {
-                self.link_name(entry)?;
-                outcomes.push((entry.name.clone(), FetchOutcome::Present));
-                continue;
-            }
-            let mut errors = Vec::new();
-            let mut outcome = None;
-            for fetcher in fetchers {
-                let Some(from) = fetcher.describe(entry) else {
-                    continue;
-                };
-                let tmp =
-                    self.tmp_dir()?
-                        .join(format!("{}.{}.part", entry.name, std::process::id()));
-                let attempt = fetcher
-                    .fetch(entry, &tmp)
-                    .and_then(|()| self.land(entry, tmp.clone()).map_err(|e| e.to_string()));
-                let _ = fs::remove_file(&tmp);
-                match attempt {
-                    Ok(()) => {
-                        outcome = Some(FetchOutcome::Fetched { from });
-                        break;
-                    }
-                    Err(e) => errors.push(format!("{from}: {e}")),
-                }
-            }
-            if entry.urls.iter().any(|u| u.starts_with("http")) && outcome.is_none() {
-                errors.push(
-                    "this build of stagebuild does not download over HTTP yet; use `mirror import DIR` for such files"
-                        .to_string(),
-                );
-            }
-            outcomes.push((
-                entry.name.clone(),
-                outcome.unwrap_or(FetchOutcome::Failed { errors }),
-            ));
-        }
-        Ok(outcomes)
-    }
-
     /// Adopts every file in `dir` whose checksum matches an entry, whatever its
-    /// name. Returns the names adopted.
+    /// name. Returns the names adopted and where from.
     pub fn import(&self, dir: &Path, entries: &[&LockEntry]) -> Result<Vec<(String, PathBuf)>> {
         let mut adopted = Vec::new();
         let mut files: Vec<PathBuf> = fs::read_dir(dir)
@@ -214,7 +166,7 @@ impl Mirror {
                 if !self.has(entry) {
                     self.adopt(entry, &file)?;
                 }
-                self.link_name(entry)?;
+                self.link_name(&entry.name, &entry.sha256)?;
                 adopted.push((entry.name.clone(), file.clone()));
             }
         }

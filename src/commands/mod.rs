@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Cli, Command, MirrorCommand, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
+mod lock;
+mod mirror;
+
+use crate::cli::{Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
-use crate::lock::LockEntry;
-use crate::mirror::{FetchOutcome, Mirror, apt::AptFetcher};
+use crate::mirror::Mirror;
 use crate::plan::StepState;
 use crate::project::Project;
 use crate::report;
@@ -16,10 +18,10 @@ use crate::runner::host::HostRunner;
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
 use crate::state::StateDir;
 
-struct Paths {
-    project: PathBuf,
-    state: PathBuf,
-    mirror: PathBuf,
+pub(crate) struct Paths {
+    pub project: PathBuf,
+    pub state: PathBuf,
+    pub mirror: PathBuf,
 }
 
 impl Paths {
@@ -49,7 +51,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status(&paths, args),
-        Command::Mirror(command) => mirror(&paths, command),
+        Command::Mirror(command) => mirror::run(&paths, command),
+        Command::Lock(command) => lock::run(&paths, command),
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
@@ -245,62 +248,4 @@ fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn mirror(paths: &Paths, command: &MirrorCommand) -> Result<()> {
-    let project = Project::open(&paths.project)?;
-    let mirror = Mirror::new(paths.mirror.clone());
-    match command {
-        MirrorCommand::Fetch { target } => {
-            let entries = wanted_entries(&project, target.as_deref())?;
-            let outcomes = mirror.fetch(&entries, &[&AptFetcher])?;
-            let mut missing = 0;
-            for (name, outcome) in &outcomes {
-                match outcome {
-                    FetchOutcome::Present => println!("present  {name}"),
-                    FetchOutcome::Fetched { from } => println!("fetched  {name}  ({from})"),
-                    FetchOutcome::Failed { errors } => {
-                        missing += 1;
-                        println!("FAILED   {name}");
-                        for e in errors {
-                            println!("           {e}");
-                        }
-                    }
-                }
-            }
-            if missing > 0 {
-                return Err(Error::Other(format!(
-                    "{missing} source(s) could not be fetched"
-                )));
-            }
-            Ok(())
-        }
-        MirrorCommand::Import { dir } => {
-            let entries: Vec<&LockEntry> = project.lock.entries.values().collect();
-            let adopted = mirror.import(dir, &entries)?;
-            for (name, file) in &adopted {
-                println!("imported {name}  (from {})", file.display());
-            }
-            println!("{} file(s) matched the lock", adopted.len());
-            Ok(())
-        }
-    }
-}
-
-fn wanted_entries<'a>(project: &'a Project, target: Option<&str>) -> Result<Vec<&'a LockEntry>> {
-    let Some(target) = target else {
-        return Ok(project.lock.entries.values().collect());
-    };
-    let chain = project.chain(target, &[])?;
-    let mut names: Vec<&str> = chain
-        .steps
-        .iter()
-        .flat_map(|s| s.step.definition.sources.iter().map(String::as_str))
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names
-        .into_iter()
-        .filter_map(|n| project.lock.get(n))
-        .collect())
 }

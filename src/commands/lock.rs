@@ -1,0 +1,125 @@
+//! `stagebuild lock …`
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::Paths;
+use crate::cli::LockCommand;
+use crate::digest::file_sha256;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic_write;
+use crate::lock::{self, Lock};
+use crate::mirror::{Mirror, fetch::Progress, http::HttpFetcher};
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn set_length(&self, _: u64) {}
+    fn set_position(&self, _: u64) {}
+}
+
+pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
+    let LockCommand::Add {
+        source,
+        name,
+        url,
+        update,
+    } = command;
+    let lock_path = paths.project.join("sources.lock");
+    let lock = Lock::load(&lock_path)?;
+    let mirror = Mirror::new(paths.mirror.clone());
+
+    // The file: downloaded into the mirror's scratch space, or a local one.
+    let is_url = source.contains("://");
+    let published = match (is_url, url) {
+        (true, _) => source.clone(),
+        (false, Some(url)) => url.clone(),
+        (false, None) => {
+            return Err(Error::Usage(format!(
+                "{source} is a local file: say where it is published with --url, so that others can fetch it"
+            )));
+        }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("lock-add-")
+        .tempfile_in(mirror.tmp_dir()?)
+        .io_context(|| "creating a temporary file in the mirror")?;
+    let file: &Path = if is_url {
+        let http = HttpFetcher::new(Duration::from_secs(30), 4, Duration::from_millis(500))
+            .map_err(|e| Error::Other(format!("setting up HTTP: {e}")))?;
+        http.fetch_url(source, None, tmp.path(), &Quiet)
+            .map_err(|e| Error::Other(format!("{source}: {e}")))?;
+        tmp.path()
+    } else {
+        Path::new(source)
+    };
+    let (sha256, size) = file_sha256(file).io_context(|| format!("reading {}", file.display()))?;
+    if size == 0 {
+        return Err(Error::Usage(format!(
+            "{source} is empty; an empty file is never a source"
+        )));
+    }
+    let name = match name {
+        Some(name) => name.clone(),
+        None => source
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "cannot tell a file name from {source}; give --name"
+                ))
+            })?
+            .to_string(),
+    };
+
+    let text = std::fs::read_to_string(&lock_path)
+        .io_context(|| format!("reading {}", lock_path.display()))?;
+    let new_text = match lock.get(&name) {
+        Some(old) if old.sha256 == sha256 && old.size == size => {
+            println!("{name} is already pinned to sha256 {sha256}");
+            return adopt(&mirror, &lock_path, &name, file);
+        }
+        Some(old) if !update => {
+            return Err(Error::Usage(format!(
+                "{name} is already in {} with another checksum:\n  pinned  sha256 {} ({} bytes)\n  this    sha256 {sha256} ({size} bytes)\nPass --update to change it.",
+                lock_path.display(),
+                old.sha256,
+                old.size
+            )));
+        }
+        Some(old) => lock::with_updated_entry(&text, old.line.unwrap_or(0), &sha256, size)
+            .ok_or_else(|| {
+                Error::input(
+                    &lock_path,
+                    old.line,
+                    format!("cannot find the sha256 and size lines of {name}"),
+                )
+            })?,
+        None => {
+            let mut text = text;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text + &lock::entry_text(&name, &sha256, size, &published)
+        }
+    };
+    // Check that the result still parses before it replaces the lock.
+    let check = tempfile::NamedTempFile::new_in(lock_path.parent().unwrap_or(Path::new(".")))
+        .io_context(|| "creating a temporary file")?;
+    std::fs::write(check.path(), &new_text).io_context(|| "writing a temporary file")?;
+    Lock::load(check.path())?;
+    atomic_write(&lock_path, new_text.as_bytes())?;
+    println!("pinned {name}: sha256 {sha256}, {size} bytes");
+    adopt(&mirror, &lock_path, &name, file)
+}
+
+fn adopt(mirror: &Mirror, lock_path: &Path, name: &str, file: &Path) -> Result<()> {
+    let lock = Lock::load(lock_path)?;
+    let entry = lock.get(name).expect("just written");
+    if !mirror.has(entry) {
+        mirror.adopt(entry, file)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Sources pinned to a git commit. The mirror writes the commit's tree as a
+//! tarball itself, so its bytes depend only on the commit: entries sorted by
+//! path, one directory prefix, mode 644/755, owner 0, mtime the commit's
+//! time, and no compression (a compressor's output may change between its
+//! versions). `git archive` piped to gzip is not stable that way.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::fetch::{Attempt, Fetcher, Progress};
+use crate::lock::LockEntry;
+
+pub struct GitFetcher;
+
+impl Fetcher for GitFetcher {
+    fn attempts(&self, entry: &LockEntry) -> Vec<Attempt> {
+        entry
+            .git
+            .iter()
+            .map(|g| Attempt {
+                label: format!("git {} {}", g.url, g.commit),
+                locator: g.url.clone(),
+            })
+            .collect()
+    }
+
+    fn fetch(
+        &self,
+        entry: &LockEntry,
+        _: &Attempt,
+        part: &Path,
+        _: &dyn Progress,
+    ) -> Result<(), String> {
+        let git = entry.git.as_ref().ok_or("no git source")?;
+        let prefix = entry.name.strip_suffix(".tar").unwrap_or(&entry.name);
+        let work = tempfile::Builder::new()
+            .prefix("git-")
+            .tempdir_in(part.parent().ok_or("bad destination")?)
+            .map_err(|e| e.to_string())?;
+        let repo = work.path().join("repo.git");
+        run(Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&repo))?;
+        run(git_in(&repo).args(["fetch", "-q", "--no-tags", &git.url, &git.commit])).or_else(
+            |_| {
+                run(git_in(&repo).args([
+                    "fetch",
+                    "-q",
+                    "--no-tags",
+                    &git.url,
+                    "+refs/*:refs/remotes/all/*",
+                ]))
+            },
+        )?;
+        let file = fs::File::create(part).map_err(|e| e.to_string())?;
+        write_tarball(&repo, &git.commit, prefix, file)
+    }
+}
+
+fn git_in(repo: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir").arg(repo);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running git: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "git: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// Writes `commit`'s tree under `prefix/` as a tar to `out`.
+pub fn write_tarball(
+    repo: &Path,
+    commit: &str,
+    prefix: &str,
+    out: impl Write,
+) -> Result<(), String> {
+    let kind = run(git_in(repo).args(["cat-file", "-t", commit]))?;
+    if kind.trim_ascii() != b"commit" {
+        return Err(format!("{commit} is not a commit"));
+    }
+    let time: u64 = String::from_utf8_lossy(&run(git_in(repo).args([
+        "show",
+        "-s",
+        "--format=%ct",
+        commit,
+    ]))?)
+    .trim()
+    .parse()
+    .map_err(|e| format!("reading the commit time: {e}"))?;
+    let listing = run(git_in(repo).args(["ls-tree", "-r", "-z", "--full-tree", commit]))?;
+
+    // (path, mode, object), sorted bytewise; git's own order differs for "a/" and "a.c".
+    let mut files = Vec::new();
+    for record in listing.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let record = String::from_utf8(record.to_vec())
+            .map_err(|_| "a path in the tree is not UTF-8".to_string())?;
+        let (meta, path) = record.split_once('\t').ok_or("unexpected ls-tree output")?;
+        let fields: Vec<&str> = meta.split(' ').collect();
+        let [mode, _kind, object] = fields[..] else {
+            return Err("unexpected ls-tree output".into());
+        };
+        if mode == "160000" {
+            return Err(format!(
+                "{path} is a submodule; pin it as a source of its own"
+            ));
+        }
+        files.push((path.to_string(), mode.to_string(), object.to_string()));
+    }
+    files.sort();
+    let mut dirs = BTreeSet::new();
+    for (path, _, _) in &files {
+        let mut p = Path::new(path).parent();
+        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            p = dir.parent();
+        }
+    }
+
+    let mut cat = git_in(repo)
+        .args(["cat-file", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running git: {e}"))?;
+    let mut cat_in = cat.stdin.take().unwrap();
+    let mut cat_out = BufReader::new(cat.stdout.take().unwrap());
+
+    let mut builder = tar::Builder::new(out);
+    let mut entries: Vec<(String, Option<(String, String)>)> =
+        dirs.into_iter().map(|d| (d, None)).collect();
+    entries.extend(files.into_iter().map(|(p, m, o)| (p, Some((m, o)))));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(time);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    let mut top = header(tar::EntryType::Directory, 0o755, 0);
+    builder
+        .append_data(&mut top, format!("{prefix}/"), std::io::empty())
+        .map_err(|e| e.to_string())?;
+    for (path, file) in entries {
+        let full = format!("{prefix}/{path}");
+        let Some((mode, object)) = file else {
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
+            builder
+                .append_data(&mut h, format!("{full}/"), std::io::empty())
+                .map_err(|e| e.to_string())?;
+            continue;
+        };
+        writeln!(cat_in, "{object}").map_err(|e| e.to_string())?;
+        cat_in.flush().map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        cat_out.read_line(&mut line).map_err(|e| e.to_string())?;
+        let size: u64 = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("git cat-file: {}", line.trim()))?;
+        let mut content = vec![0; size as usize];
+        cat_out
+            .read_exact(&mut content)
+            .map_err(|e| e.to_string())?;
+        let mut newline = [0u8; 1];
+        cat_out
+            .read_exact(&mut newline)
+            .map_err(|e| e.to_string())?;
+        if mode == "120000" {
+            let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+            let target = String::from_utf8(content)
+                .map_err(|_| format!("{path}: link target is not UTF-8"))?;
+            builder
+                .append_link(&mut h, &full, target)
+                .map_err(|e| e.to_string())?;
+        } else {
+            let mode = if mode == "100755" { 0o755 } else { 0o644 };
+            let mut h = header(tar::EntryType::Regular, mode, size);
+            builder
+                .append_data(&mut h, &full, content.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    drop(cat_in);
+    let _ = cat.wait();
+    builder
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| e.to_string())
+}
