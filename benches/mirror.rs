@@ -27,7 +27,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn run(cmd: &mut Command) -> Duration {
     let started = Instant::now();
     let out = cmd.output().expect("runs");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     started.elapsed()
 }
 
@@ -64,7 +68,10 @@ fn main() {
     let files: Vec<(String, Vec<u8>, String)> = (0..64)
         .map(|i| {
             let body = bytes(64 * 1024, i);
-            let url = server.route(&format!("/f{i}.tar"), Behavior::Latency(Duration::from_millis(50), body.clone()));
+            let url = server.route(
+                &format!("/f{i}.tar"),
+                Behavior::Latency(Duration::from_millis(50), body.clone()),
+            );
             (format!("f{i}.tar"), body, url)
         })
         .collect();
@@ -91,7 +98,13 @@ fn main() {
 
     // 2. Hashing: 16 files of 16 MiB, verified from the page cache.
     let big: Vec<(String, Vec<u8>, String)> = (0..16)
-        .map(|i| (format!("big{i}.tar"), bytes(16 << 20, 100 + i), format!("https://example.org/big{i}.tar")))
+        .map(|i| {
+            (
+                format!("big{i}.tar"),
+                bytes(16 << 20, 100 + i),
+                format!("https://example.org/big{i}.tar"),
+            )
+        })
         .collect();
     let hashing = work.path().join("hashing");
     fs::create_dir_all(hashing.join("incoming")).unwrap();
@@ -110,10 +123,14 @@ fn main() {
     assert!(import.status.success());
     let (mut ours, mut coreutils) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        ours.push(run(Command::new(stagebuild).arg("--project").arg(&hashing).args(["mirror", "verify"])));
-        coreutils.push(run(Command::new("sh")
-            .arg("-c")
-            .arg(format!("sha256sum {}/mirror/sha256/* > /dev/null", hashing.display()))));
+        ours.push(run(Command::new(stagebuild)
+            .arg("--project")
+            .arg(&hashing)
+            .args(["mirror", "verify"])));
+        coreutils.push(run(Command::new("sh").arg("-c").arg(format!(
+            "sha256sum {}/mirror/sha256/* > /dev/null",
+            hashing.display()
+        ))));
     }
     let (ours_verify, sha256sum) = (median(ours), median(coreutils));
     let mbps = |d: Duration| total_bytes as f64 / d.as_secs_f64() / 1e6;
@@ -123,10 +140,24 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
             .unwrap_or_default()
     );
-    let date = String::from_utf8(Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap().stdout).unwrap();
+    let date = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let table = format!(
         "<!-- mirror:begin (written by `cargo bench --bench mirror`) -->\n\
          ### Mirror\n\n\
@@ -148,7 +179,10 @@ fn main() {
 
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
     let doc = fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
-    let doc = match (doc.find("<!-- mirror:begin"), doc.find("<!-- mirror:end -->")) {
+    let doc = match (
+        doc.find("<!-- mirror:begin"),
+        doc.find("<!-- mirror:end -->"),
+    ) {
         (Some(start), Some(end)) => {
             let end = end + "<!-- mirror:end -->\n".len();
             format!("{}{table}{}", &doc[..start], &doc[end.min(doc.len())..])

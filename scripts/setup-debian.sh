@@ -21,8 +21,11 @@ elif [ ! -f /etc/apt/sources.list.d/debian.sources ] && ! grep -qs '^deb-src' /e
 fi
 
 apt-get update -q
+# bubblewrap: the sandbox; faketime and disorderfs: the audit's clock and
+# directory-order variations; chromium: the test that opens the audit report.
 apt-get install -y -q --no-install-recommends \
-    bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config
+    bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
+    curl git faketime disorderfs fuse3 chromium
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2

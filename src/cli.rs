@@ -30,6 +30,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show each step of a target, its cache key and whether it is done, to build, or invalidated (and why).
     Plan(PlanArgs),
+    /// Rebuild each step of a completed run in a varied environment and compare its output.
+    Audit(AuditArgs),
     /// Show what the state directory holds and whether a run is using it.
     Status(StatusArgs),
     /// Fill and inspect the source mirror.
@@ -66,6 +68,9 @@ pub struct RunArgs {
     /// Discard this target's checkpoints and build everything again.
     #[arg(long)]
     pub fresh: bool,
+    /// Record every step's output manifest in steps/targets/TARGET.outputs (instead of checking against it).
+    #[arg(long)]
+    pub update_checksums: bool,
     /// Parallel jobs inside each step (JOBS) [default: the number of CPUs].
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -90,6 +95,18 @@ pub struct PlanArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The sandbox for host steps.
+    #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
+    pub sandbox: SandboxChoice,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +167,11 @@ pub struct FetchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
+    /// Record a completed run's output manifests in steps/targets/TARGET.outputs.
+    Outputs {
+        #[arg(long, short)]
+        target: String,
+    },
     /// Pin a file: compute its sha256 and size and add it to sources.lock (and the mirror).
     Add {
         /// A URL to download, or a local file.

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::checkpoint::{Corrupt, Meta};
 use crate::error::{Error, Result};
+use crate::fsutil::atomic_write;
 use crate::mirror::Mirror;
+use crate::outputs;
 use crate::plan::{self, PlannedStep, RecordedStep, StepState};
 use crate::project::{Chain, Project};
 use crate::report::{Reporter, short};
@@ -21,6 +23,9 @@ pub struct RunOptions {
     pub resume: bool,
     pub fresh: bool,
     pub jobs: usize,
+    /// Write every step's output manifest to the target's outputs file
+    /// instead of checking against it.
+    pub update_checksums: bool,
     /// How the user runs stagebuild, for the lock holder's description.
     pub command: String,
 }
@@ -107,6 +112,12 @@ impl Engine<'_> {
                 self.sources(planned)?;
             }
         }
+        let outputs_path = outputs::path_for(&self.project.root, &opts.target);
+        let expected = if opts.update_checksums {
+            None
+        } else {
+            outputs::load(&outputs_path)?
+        };
         let record = self.state.record(&opts.target)?;
         if !record.steps.is_empty() && !opts.resume && !opts.fresh {
             let done = plan
@@ -146,6 +157,7 @@ impl Engine<'_> {
             elapsed: Default::default(),
         };
         let mut stage_trees: Vec<PathBuf> = Vec::new();
+        let mut manifests = Vec::new();
         let mut current_stage = None;
         for planned in &plan.steps {
             let id = planned.id();
@@ -191,6 +203,7 @@ impl Engine<'_> {
                         jobs: opts.jobs,
                         work: self.state.work_dir(id),
                         log: self.state.log_path(&opts.target, planned.index, id),
+                        variation: None,
                     };
                     self.runner.run(&job, &self.cancel)?;
                     let definition = &chain_step.step.definition;
@@ -214,6 +227,17 @@ impl Engine<'_> {
                     checkpoint
                 }
             };
+            if let Some(recorded) = expected.as_ref().and_then(|e| e.get(id)) {
+                let files = outputs::differences(recorded, &checkpoint.manifest);
+                if !files.is_empty() {
+                    return Err(Error::OutputsDiffer {
+                        step: id.to_string(),
+                        record: outputs_path,
+                        files,
+                    });
+                }
+            }
+            manifests.push((id.to_string(), checkpoint.manifest.clone()));
             record.steps.insert(
                 id.to_string(),
                 RecordedStep {
@@ -223,6 +247,17 @@ impl Engine<'_> {
             );
             self.state.save_record(&record)?;
             stage_trees.push(checkpoint.tree);
+        }
+        if opts.update_checksums {
+            atomic_write(
+                &outputs_path,
+                outputs::render(&opts.target, &manifests).as_bytes(),
+            )?;
+            self.reporter.info(&format!(
+                "recorded the outputs of {} steps in {}",
+                manifests.len(),
+                outputs_path.display()
+            ));
         }
         summary.elapsed = started.elapsed();
         Ok(summary)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod exit {
     pub const BUILD_FAILED: i32 = 1;
     pub const BAD_INPUT: i32 = 2;
+    pub const OUTPUTS_DIFFER: i32 = 3;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -40,6 +41,20 @@ pub enum Error {
         tail: String,
     },
 
+    #[error(
+        "step {step}: its output differs from the recorded checksums in {}:\n{}",
+        record.display(),
+        files.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
+    )]
+    OutputsDiffer {
+        step: String,
+        record: PathBuf,
+        files: Vec<String>,
+    },
+
+    #[error("step {step} is the first that is not reproducible; the full report is {}", report.display())]
+    NotReproducible { step: String, report: PathBuf },
+
     #[error("interrupted while running step {step}")]
     Interrupted { step: String },
 
@@ -70,6 +85,7 @@ impl Error {
         match self {
             Error::Input { .. } | Error::Checksum { .. } | Error::Usage(_) => exit::BAD_INPUT,
             Error::Interrupted { .. } => exit::INTERRUPTED,
+            Error::OutputsDiffer { .. } | Error::NotReproducible { .. } => exit::OUTPUTS_DIFFER,
             Error::Resumable { inner, .. } => inner.exit_code(),
             Error::StepFailed { .. } | Error::Io { .. } | Error::Other(_) => exit::BUILD_FAILED,
         }

@@ -3,6 +3,7 @@
 //! [`checkpoint`] → report.
 
 pub mod archive;
+pub mod audit;
 pub mod buildtree;
 pub mod checkpoint;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod fsutil;
 pub mod lock;
 pub mod manifest;
 pub mod mirror;
+pub mod outputs;
 pub mod plan;
 pub mod project;
 pub mod report;

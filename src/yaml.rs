@@ -42,6 +42,13 @@ fn first_line(message: &str) -> String {
     {
         message = after;
     }
+    // Advice meant for programmers using the parser, not for users.
+    if let Some(i) = message
+        .find(", set ")
+        .filter(|_| message.contains(" in Options"))
+    {
+        message = &message[..i];
+    }
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),

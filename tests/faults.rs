@@ -285,7 +285,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
         (
             "steps/hello.yaml",
             format!("{step}colour: red\n").into(),
-            "steps/hello.yaml:11: unknown field `colour`",
+            "steps/hello.yaml:12: unknown field `colour`",
         ),
         (
             "steps/hello.yaml",
@@ -404,7 +404,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
         (
             "steps/hello.yaml",
             format!("{step}name: again\n").into(),
-            "steps/hello.yaml:11:",
+            "steps/hello.yaml:12: duplicate mapping key: name",
         ),
         (
             "steps/hello.yaml",

@@ -463,7 +463,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     };
 
     f.write("steps/hello.yaml", format!("{step}colour: red\n"));
-    check(&["steps/hello.yaml:11: unknown field `colour`"]);
+    check(&["steps/hello.yaml:12: unknown field `colour`"]);
 
     f.write(
         "steps/hello.yaml",

@@ -6,10 +6,15 @@ use std::time::Duration;
 use super::Paths;
 use crate::cli::LockCommand;
 use crate::digest::file_sha256;
+use crate::engine::Plan;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
 use crate::lock::{self, Lock};
 use crate::mirror::{Mirror, fetch::Progress, http::HttpFetcher};
+use crate::outputs;
+use crate::plan::StepState;
+use crate::project::Project;
+use crate::state::StateDir;
 
 struct Quiet;
 
@@ -19,12 +24,53 @@ impl Progress for Quiet {
 }
 
 pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
-    let LockCommand::Add {
-        source,
-        name,
-        url,
-        update,
-    } = command;
+    match command {
+        LockCommand::Outputs { target } => record_outputs(paths, target),
+        LockCommand::Add {
+            source,
+            name,
+            url,
+            update,
+        } => add(paths, source, name.as_deref(), url.as_deref(), *update),
+    }
+}
+
+/// Writes the outputs file from a completed run's checkpoints, each verified.
+fn record_outputs(paths: &Paths, target: &str) -> Result<()> {
+    let project = Project::open(&paths.project)?;
+    let state = StateDir::new(paths.state.clone());
+    let plan = Plan::load(&project, &state, target, &[])?;
+    let store = state.store();
+    let mut manifests = Vec::new();
+    for (planned, state) in plan.steps.iter().zip(&plan.states) {
+        let checkpoint = match (state, store.load(&planned.key)) {
+            (StepState::Done, Ok(Some(checkpoint))) => checkpoint,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "step {} of {target} has no valid checkpoint; finish the run first (stagebuild run --target {target} --resume)",
+                    planned.id()
+                )));
+            }
+        };
+        manifests.push((planned.id().to_string(), checkpoint.manifest));
+    }
+    let path = outputs::path_for(&project.root, target);
+    atomic_write(&path, outputs::render(target, &manifests).as_bytes())?;
+    println!(
+        "recorded the outputs of {} steps in {}",
+        manifests.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn add(
+    paths: &Paths,
+    source: &str,
+    name: Option<&str>,
+    url: Option<&str>,
+    update: bool,
+) -> Result<()> {
     let lock_path = paths.project.join("sources.lock");
     let lock = Lock::load(&lock_path)?;
     let mirror = Mirror::new(paths.mirror.clone());
@@ -32,8 +78,8 @@ pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
     // The file: downloaded into the mirror's scratch space, or a local one.
     let is_url = source.contains("://");
     let published = match (is_url, url) {
-        (true, _) => source.clone(),
-        (false, Some(url)) => url.clone(),
+        (true, _) => source.to_string(),
+        (false, Some(url)) => url.to_string(),
         (false, None) => {
             return Err(Error::Usage(format!(
                 "{source} is a local file: say where it is published with --url, so that others can fetch it"
@@ -60,7 +106,7 @@ pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
         )));
     }
     let name = match name {
-        Some(name) => name.clone(),
+        Some(name) => name.to_string(),
         None => source
             .trim_end_matches('/')
             .rsplit('/')

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 mod lock;
 mod mirror;
 
-use crate::cli::{Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
+use crate::cli::{AuditArgs, Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
@@ -51,6 +51,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status(&paths, args),
+        Command::Audit(args) => audit(&paths, args),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
         Command::SandboxExec { spec_json } => {
@@ -123,6 +124,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         overrides: args.target.overrides.clone(),
         resume: args.resume,
         fresh: args.fresh,
+        update_checksums: args.update_checksums,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -248,4 +250,58 @@ fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
+    if !args.target.overrides.is_empty() {
+        return Err(Error::Usage(
+            "audit compares against the recorded run; it takes no --set".into(),
+        ));
+    }
+    let project = Project::open(&paths.project)?;
+    let state = StateDir::new(paths.state.clone());
+    let mirror = Mirror::new(paths.mirror.clone());
+    let mut runner = HostRunner {
+        sandbox: sandbox(args.sandbox)?,
+    };
+    let mut reporter = report::for_stderr();
+    let cancel = Cancel::on_signals()
+        .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut auditor = crate::audit::Auditor {
+        project: &project,
+        state: &state,
+        mirror: &mirror,
+        runner: &mut runner,
+        reporter: reporter.as_mut(),
+        cancel,
+    };
+    let target = &args.target.target;
+    let report = auditor.audit(
+        target,
+        crate::audit::audit_variation(jobs),
+        jobs,
+        &std::env::args().collect::<Vec<_>>().join(" "),
+    )?;
+    let dir = auditor.audit_dir(target);
+    drop(reporter);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", crate::audit::report::text(&report));
+        println!(
+            "reports: {} (also report.json, report.txt)",
+            dir.join("report.html").display()
+        );
+    }
+    match report.first_divergent {
+        Some(step) => Err(Error::NotReproducible {
+            step,
+            report: dir.join("report.html"),
+        }),
+        None => Ok(()),
+    }
 }

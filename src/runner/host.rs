@@ -25,18 +25,24 @@ pub struct HostRunner {
     pub sandbox: Box<dyn Sandbox>,
 }
 
-/// The environment every host step starts from; the step's own `env` is added.
+/// The environment every host step starts from; the step's own `env` is
+/// added, and an audit's variation applied last.
 pub fn base_env(job: &StepJob) -> BTreeMap<String, String> {
     let chain_step = &job.planned.chain_step;
+    let variation = job.variation.clone().unwrap_or_default();
+    let build_root = variation.build_root.as_deref().unwrap_or("/build");
     let mut env: BTreeMap<String, String> = [
         ("PATH", SANDBOX_PATH.to_string()),
-        ("HOME", "/build".to_string()),
-        ("TZ", "UTC".to_string()),
-        ("LC_ALL", "C".to_string()),
+        ("HOME", build_root.to_string()),
+        ("TZ", variation.tz.clone().unwrap_or_else(|| "UTC".into())),
+        (
+            "LC_ALL",
+            variation.locale.clone().unwrap_or_else(|| "C".into()),
+        ),
         ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
         ("SYSROOT", "/sysroot".to_string()),
         ("OUT", "/out".to_string()),
-        ("JOBS", job.jobs.to_string()),
+        ("JOBS", variation.jobs.unwrap_or(job.jobs).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -45,12 +51,20 @@ pub fn base_env(job: &StepJob) -> BTreeMap<String, String> {
         env.insert("PASS".into(), pass.to_string());
     }
     env.extend(chain_step.step.definition.env.clone());
+    if let Some((lib, offset)) = &variation.faketime {
+        env.insert("LD_PRELOAD".into(), lib.display().to_string());
+        env.insert("FAKETIME".into(), offset.clone());
+        // Keep make's view of file times consistent with the shifted clock.
+        env.insert("DONT_FAKE_MONOTONIC".into(), "1".into());
+    }
     env
 }
 
 impl HostRunner {
-    fn spec(&self, job: &StepJob, script: &Path) -> SandboxSpec {
+    fn spec(&self, job: &StepJob, script: &Path, build: &Path) -> SandboxSpec {
         let step = &job.planned.chain_step.step;
+        let variation = job.variation.clone().unwrap_or_default();
+        let build_root = variation.build_root.as_deref().unwrap_or("/build");
         let mut mounts = host_toolchain_mounts();
         mounts.extend([
             Mount::Tmpfs { dst: "/tmp".into() },
@@ -63,8 +77,8 @@ impl HostRunner {
                 dst: "/sysroot".into(),
             },
             Mount::Bind {
-                src: job.work.join("build"),
-                dst: "/build".into(),
+                src: build.to_path_buf(),
+                dst: build_root.into(),
             },
             Mount::Bind {
                 src: job.out(),
@@ -79,11 +93,11 @@ impl HostRunner {
             mounts,
             env: base_env(job),
             cwd: match &step.definition.workdir {
-                Some(workdir) => Path::new("/build").join(workdir),
-                None => "/build".into(),
+                Some(workdir) => Path::new(build_root).join(workdir),
+                None => build_root.into(),
             },
-            hostname: "stagebuild".into(),
-            umask: 0o022,
+            hostname: variation.hostname.unwrap_or_else(|| "stagebuild".into()),
+            umask: variation.umask.unwrap_or(0o022),
             argv: vec!["/bin/sh".into(), "-e".into(), "/stagebuild/step.sh".into()],
         }
     }
@@ -109,7 +123,19 @@ impl Runner for HostRunner {
         let script = job.work.join("step.sh");
         fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;
 
-        let spec = self.spec(job, &script);
+        // An audit may show the build directory through disorderfs, which
+        // returns directory entries in a shuffled order.
+        let shuffled = match &job.variation {
+            Some(v) if v.shuffle_dirs => Some(Disorderfs::mount(
+                &job.work.join("build"),
+                &job.work.join("build-shuffled"),
+            )?),
+            _ => None,
+        };
+        let build = shuffled
+            .as_ref()
+            .map_or_else(|| job.work.join("build"), |d| d.mountpoint.clone());
+        let spec = self.spec(job, &script, &build);
         let argv = self.sandbox.command(&spec);
         let mut log = open_log(&job.log)?;
         writeln!(
@@ -157,6 +183,7 @@ impl Runner for HostRunner {
         };
         // Whatever the step left running in its group goes with it.
         let _ = killpg(pgid, Signal::SIGKILL);
+        drop(shuffled);
         if status.success() {
             fresh_dir(&job.work.join("build"))?;
             return Ok(());
@@ -233,4 +260,41 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A disorderfs view of a directory, unmounted when dropped.
+struct Disorderfs {
+    mountpoint: PathBuf,
+}
+
+impl Disorderfs {
+    fn mount(dir: &Path, mountpoint: &Path) -> Result<Disorderfs> {
+        fs::create_dir_all(mountpoint)
+            .io_context(|| format!("creating {}", mountpoint.display()))?;
+        let status = std::process::Command::new("disorderfs")
+            .args(["--shuffle-dirents=yes", "--multi-user=yes", "--quiet"])
+            .arg(dir)
+            .arg(mountpoint)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .io_context(|| "running disorderfs (Debian: apt-get install disorderfs)")?;
+        if !status.success() {
+            return Err(Error::Other(format!(
+                "disorderfs could not mount {}",
+                dir.display()
+            )));
+        }
+        Ok(Disorderfs {
+            mountpoint: mountpoint.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Disorderfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+    }
 }

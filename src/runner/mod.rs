@@ -22,6 +22,26 @@ pub struct StepJob<'a> {
     pub work: PathBuf,
     /// The step's log file.
     pub log: PathBuf,
+    /// Deliberate changes to the environment, for reproducibility audits.
+    pub variation: Option<Variation>,
+}
+
+/// Ways an audit rebuild differs from a normal one. Each is something a
+/// reproducible build must not depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variation {
+    /// Where the build directory appears instead of /build.
+    pub build_root: Option<String>,
+    pub umask: Option<u32>,
+    /// LC_ALL instead of C.
+    pub locale: Option<String>,
+    pub tz: Option<String>,
+    pub hostname: Option<String>,
+    pub jobs: Option<usize>,
+    /// libfaketime and its FAKETIME setting, to move the wall clock.
+    pub faketime: Option<(PathBuf, String)>,
+    /// Show the build directory through disorderfs, which shuffles listings.
+    pub shuffle_dirs: bool,
 }
 
 impl StepJob<'_> {

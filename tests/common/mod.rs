@@ -29,11 +29,11 @@ impl Fixture {
         fixture.add_source("hello-1.0.tar.gz", &tarball);
         fixture.write(
             "steps/hello.yaml",
-            "name: hello\nversion: \"1.0\"\ndescription: Compiles a tiny C program.\nsources: [hello-1.0.tar.gz]\nworkdir: hello-1.0\nbuild: |\n  gcc -O2 -o hello hello.c\ninstall: |\n  mkdir -p \"$OUT/usr/bin\"\n  cp hello \"$OUT/usr/bin/\"\n",
+            "name: hello\nversion: \"1.0\"\ndescription: Compiles a tiny C program.\nsources: [hello-1.0.tar.gz]\nworkdir: hello-1.0\nbuild: |\n  gcc -O2 -o hello hello.c\ninstall: |\n  mkdir -p \"$OUT/usr/bin\"\n  cp hello \"$OUT/usr/bin/\"\n  chmod -R go-w \"$OUT\"\n",
         );
         fixture.write(
             "steps/greet.yaml",
-            "name: greet\nversion: \"1\"\ndescription: Runs hello from the sysroot.\nbuild: |\n  /sysroot/usr/bin/hello > \"$OUT/greeting\"\n",
+            "name: greet\nversion: \"1\"\ndescription: Runs hello from the sysroot.\nbuild: |\n  /sysroot/usr/bin/hello > \"$OUT/greeting\"\n  chmod -R go-w \"$OUT\"\n",
         );
         fixture.write(
             "steps/slow.yaml",

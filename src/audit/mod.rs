@@ -1,0 +1,342 @@
+//! Reproducibility audits: each step rebuilt from the same inputs (its
+//! sources and the checkpoints of the steps before it) in a deliberately
+//! different environment, and its output compared file by file with the
+//! checkpoint. The first step that diverges is where to look.
+
+pub mod inspect;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::engine::Plan;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{self, Entry};
+use crate::mirror::Mirror;
+use crate::plan::StepState;
+use crate::project::Project;
+use crate::report::Reporter;
+use crate::runner::{Cancel, Runner, StepJob, Variation};
+use crate::state::StateDir;
+use inspect::Detail;
+
+/// Files larger than this get a first differing offset but no detail.
+const DETAIL_LIMIT: usize = 8 << 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    /// What differs, in words.
+    pub change: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_before: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_difference: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepAudit {
+    pub id: String,
+    pub stage: String,
+    pub reproducible: bool,
+    /// Why the step could not be compared (its rebuild failed), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    pub files: Vec<FileDiff>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub target: String,
+    /// How the rebuild's environment differed from the original build's.
+    pub variations: Vec<String>,
+    /// Variations this machine could not apply, and why.
+    pub not_varied: Vec<String>,
+    pub steps: Vec<StepAudit>,
+    pub first_divergent: Option<String>,
+}
+
+/// The variation an audit applies, with a description of each part, and
+/// the parts this machine cannot apply.
+pub fn audit_variation(normal_jobs: usize) -> (Variation, Vec<String>, Vec<String>) {
+    let jobs = if normal_jobs > 1 { 1 } else { 2 };
+    let mut variation = Variation {
+        build_root: Some("/audit/elsewhere/build".into()),
+        umask: Some(0o002),
+        locale: Some("C.UTF-8".into()),
+        tz: Some("Pacific/Kiritimati".into()),
+        hostname: Some("audit-rebuild".into()),
+        jobs: Some(jobs),
+        faketime: None,
+        shuffle_dirs: false,
+    };
+    let mut varied = vec![
+        "build path: /audit/elsewhere/build instead of /build".to_string(),
+        "umask: 0002 instead of 0022".to_string(),
+        "locale: LC_ALL=C.UTF-8 instead of C".to_string(),
+        "TZ: Pacific/Kiritimati (UTC+14) instead of UTC".to_string(),
+        "hostname: audit-rebuild instead of stagebuild".to_string(),
+        format!("jobs: {jobs} instead of {normal_jobs}"),
+    ];
+    let mut not_varied = Vec::new();
+    match find_libfaketime() {
+        Some(lib) => {
+            variation.faketime = Some((lib, "+397d".into()));
+            varied.push(
+                "wall clock: 397 days ahead (libfaketime); SOURCE_DATE_EPOCH unchanged".into(),
+            );
+        }
+        None => {
+            not_varied.push("wall clock: libfaketime is not installed (Debian: faketime)".into())
+        }
+    }
+    let disorderfs = std::process::Command::new("disorderfs")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if disorderfs && Path::new("/dev/fuse").exists() {
+        variation.shuffle_dirs = true;
+        varied.push("directory order: shuffled (disorderfs)".into());
+    } else {
+        not_varied.push(
+            "directory order: disorderfs or /dev/fuse is missing (Debian: disorderfs)".into(),
+        );
+    }
+    (variation, varied, not_varied)
+}
+
+fn find_libfaketime() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.is_file())
+}
+
+pub struct Auditor<'a> {
+    pub project: &'a Project,
+    pub state: &'a StateDir,
+    pub mirror: &'a Mirror,
+    pub runner: &'a mut dyn Runner,
+    pub reporter: &'a mut dyn Reporter,
+    pub cancel: Cancel,
+}
+
+impl Auditor<'_> {
+    /// Rebuilds every step of a completed run under `variation` and compares.
+    pub fn audit(
+        &mut self,
+        target: &str,
+        variation: (Variation, Vec<String>, Vec<String>),
+        jobs: usize,
+        command: &str,
+    ) -> Result<AuditReport> {
+        let plan = Plan::load(self.project, self.state, target, &[])?;
+        if let Some((step, _)) = plan
+            .steps
+            .iter()
+            .zip(&plan.states)
+            .find(|(_, s)| **s != StepState::Done)
+        {
+            return Err(Error::Usage(format!(
+                "step {} of {target} is not built; an audit compares against a complete run (stagebuild run --target {target} --resume)",
+                step.id()
+            )));
+        }
+        let _lock = self.state.lock(command)?;
+        let (variation, variations, not_varied) = variation;
+        let store = self.state.store();
+        let dir = self.audit_dir(target);
+        crate::fsutil::fresh_dir(&dir)?;
+        let total = plan.steps.len();
+        let mut stage_trees: Vec<PathBuf> = Vec::new();
+        let mut current_stage = None;
+        let mut steps = Vec::new();
+        for planned in &plan.steps {
+            let id = planned.id();
+            if current_stage != Some(&planned.chain_step.stage) {
+                current_stage = Some(&planned.chain_step.stage);
+                stage_trees.clear();
+            }
+            let checkpoint = store
+                .load(&planned.key)
+                .map_err(|c| {
+                    Error::Other(format!(
+                        "the checkpoint of {id} is damaged: {}; rebuild it with run --resume",
+                        c.0
+                    ))
+                })?
+                .ok_or_else(|| Error::Other(format!("the checkpoint of {id} vanished")))?;
+            self.reporter
+                .step_started(planned.index, total, id, "rebuilding with variations");
+            let sources = planned
+                .chain_step
+                .step
+                .definition
+                .sources
+                .iter()
+                .map(|name| {
+                    let entry = self
+                        .project
+                        .lock
+                        .get(name)
+                        .expect("checked when the step was loaded");
+                    Ok((name.clone(), self.mirror.checked(entry)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let job = StepJob {
+                planned,
+                sources,
+                sysroot_trees: stage_trees.clone(),
+                source_date_epoch: plan.chain.target.source_date_epoch,
+                jobs,
+                work: dir.join(id),
+                log: dir.join(format!("{:02}-{id}.log", planned.index + 1)),
+                variation: Some(variation.clone()),
+            };
+            let audit = match self.runner.run(&job, &self.cancel) {
+                Ok(()) => compare(
+                    id,
+                    &planned.chain_step.stage,
+                    &checkpoint.tree,
+                    &checkpoint.manifest,
+                    &job.out(),
+                )?,
+                Err(e @ Error::Interrupted { .. }) => return Err(e),
+                Err(e) => StepAudit {
+                    id: id.to_string(),
+                    stage: planned.chain_step.stage.clone(),
+                    reproducible: false,
+                    failure: Some(format!("the rebuild failed: {e}")),
+                    files: Vec::new(),
+                },
+            };
+            let verdict = if audit.reproducible {
+                "reproducible".to_string()
+            } else {
+                format!("DIFFERS ({} files)", audit.files.len())
+            };
+            self.reporter
+                .info(&format!("[{}/{total}] {id}: {verdict}", planned.index + 1));
+            steps.push(audit);
+            stage_trees.push(checkpoint.tree);
+        }
+        let first_divergent = steps.iter().find(|s| !s.reproducible).map(|s| s.id.clone());
+        let report = AuditReport {
+            target: target.to_string(),
+            variations,
+            not_varied,
+            steps,
+            first_divergent,
+        };
+        self.write(&report)?;
+        Ok(report)
+    }
+
+    pub fn audit_dir(&self, target: &str) -> PathBuf {
+        self.state.root.join("audit").join(target)
+    }
+
+    fn write(&self, report: &AuditReport) -> Result<()> {
+        let dir = self.audit_dir(&report.target);
+        for (name, body) in [
+            ("report.txt", report::text(report)),
+            (
+                "report.json",
+                serde_json::to_string_pretty(report).expect("report serializes"),
+            ),
+            ("report.html", report::html(report)),
+        ] {
+            crate::fsutil::atomic_write(&dir.join(name), body.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares a rebuild's output tree with the original checkpoint's.
+pub fn compare(
+    id: &str,
+    stage: &str,
+    before: &Path,
+    manifest: &[Entry],
+    after: &Path,
+) -> Result<StepAudit> {
+    let rebuilt =
+        manifest::of_tree(after).map_err(|e| Error::Other(format!("audit of {id}: {e}")))?;
+    let old: BTreeMap<&str, &Entry> = manifest.iter().map(|e| (e.path.as_str(), e)).collect();
+    let new: BTreeMap<&str, &Entry> = rebuilt.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut files = Vec::new();
+    for (path, a) in &old {
+        let diff = |change: String| FileDiff {
+            path: path.to_string(),
+            change,
+            size_before: a.size,
+            size_after: None,
+            first_difference: None,
+            detail: None,
+        };
+        match new.get(path) {
+            None => files.push(diff("missing from the rebuild".into())),
+            Some(b) if a.kind != b.kind => files.push(diff(format!(
+                "{:?} in the original, {:?} in the rebuild",
+                a.kind, b.kind
+            ))),
+            Some(b) if a.link != b.link => files.push(diff(format!(
+                "link to {} in the original, to {} in the rebuild",
+                a.link.as_deref().unwrap_or("?"),
+                b.link.as_deref().unwrap_or("?")
+            ))),
+            Some(b) if a.sha256 != b.sha256 => {
+                let read = |root: &Path| {
+                    std::fs::read(root.join(path)).io_context(|| format!("reading {path}"))
+                };
+                let (x, y) = (read(before)?, read(after)?);
+                let detail = (x.len() <= DETAIL_LIMIT && y.len() <= DETAIL_LIMIT)
+                    .then(|| inspect::detail(path, &x, &y));
+                files.push(FileDiff {
+                    size_after: b.size,
+                    first_difference: inspect::first_difference(&x, &y),
+                    detail,
+                    ..diff("content differs".into())
+                });
+                if a.mode != b.mode {
+                    files.push(diff(format!(
+                        "mode {:04o} in the original, {:04o} in the rebuild",
+                        a.mode, b.mode
+                    )));
+                }
+            }
+            Some(b) if a.mode != b.mode => files.push(diff(format!(
+                "mode {:04o} in the original, {:04o} in the rebuild",
+                a.mode, b.mode
+            ))),
+            Some(_) => {}
+        }
+    }
+    for (path, b) in &new {
+        if !old.contains_key(path) {
+            files.push(FileDiff {
+                path: path.to_string(),
+                change: "only in the rebuild".into(),
+                size_before: None,
+                size_after: b.size,
+                first_difference: None,
+                detail: None,
+            });
+        }
+    }
+    Ok(StepAudit {
+        id: id.to_string(),
+        stage: stage.to_string(),
+        reproducible: files.is_empty(),
+        failure: None,
+        files,
+    })
+}

@@ -1,0 +1,153 @@
+//! An audit as text (for the terminal) and as a self-contained HTML page.
+
+use std::fmt::Write as _;
+
+use super::inspect::Detail;
+use super::{AuditReport, FileDiff};
+
+fn detail_text(detail: &Detail) -> String {
+    match detail {
+        Detail::Text { diff } => diff.clone(),
+        Detail::Archive {
+            format,
+            only_before,
+            only_after,
+            changed,
+        } => format!(
+            "{format} members: changed [{}], only in the original [{}], only in the rebuild [{}]\n",
+            changed.join(", "),
+            only_before.join(", "),
+            only_after.join(", ")
+        ),
+        Detail::Elf { sections } => format!("ELF sections that differ: {}\n", sections.join(", ")),
+        Detail::Binary => String::new(),
+    }
+}
+
+fn file_line(f: &FileDiff) -> String {
+    let mut line = format!("{}: {}", f.path, f.change);
+    if let (Some(a), Some(b)) = (f.size_before, f.size_after) {
+        let _ = write!(line, " (size {a} → {b}");
+        if let Some(at) = f.first_difference {
+            let _ = write!(line, ", first difference at byte {at}");
+        }
+        line.push(')');
+    }
+    line
+}
+
+pub fn text(report: &AuditReport) -> String {
+    let mut out = format!("audit of target {}\nvaried:\n", report.target);
+    for v in &report.variations {
+        let _ = writeln!(out, "  {v}");
+    }
+    for v in &report.not_varied {
+        let _ = writeln!(out, "  not varied: {v}");
+    }
+    for step in &report.steps {
+        let verdict = if step.reproducible {
+            "reproducible"
+        } else {
+            "NOT reproducible"
+        };
+        let _ = writeln!(out, "step {}: {verdict}", step.id);
+        if let Some(failure) = &step.failure {
+            let _ = writeln!(out, "  {failure}");
+        }
+        for f in &step.files {
+            let _ = writeln!(out, "  {}", file_line(f));
+            if let Some(detail) = &f.detail {
+                for l in detail_text(detail).lines() {
+                    let _ = writeln!(out, "    {l}");
+                }
+            }
+        }
+    }
+    match &report.first_divergent {
+        Some(step) => {
+            let _ = writeln!(out, "first step that diverges: {step}");
+        }
+        None => {
+            let _ = writeln!(out, "every step is reproducible");
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn html(report: &AuditReport) -> String {
+    let mut body = String::new();
+    let summary = match &report.first_divergent {
+        Some(step) => format!(
+            "<p class=\"bad\" id=\"summary\">First step that diverges: <b>{}</b></p>",
+            esc(step)
+        ),
+        None => "<p class=\"good\" id=\"summary\">Every step is reproducible.</p>".to_string(),
+    };
+    body.push_str(&summary);
+    body.push_str("<h2>Variations</h2><ul>");
+    for v in &report.variations {
+        let _ = write!(body, "<li>{}</li>", esc(v));
+    }
+    for v in &report.not_varied {
+        let _ = write!(body, "<li class=\"muted\">not varied: {}</li>", esc(v));
+    }
+    body.push_str("</ul><h2>Steps</h2><table><tr><th>step</th><th>stage</th><th>verdict</th><th>files that differ</th></tr>");
+    for step in &report.steps {
+        let (class, verdict) = if step.reproducible {
+            ("good", "reproducible")
+        } else {
+            ("bad", "not reproducible")
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"step\" data-step=\"{id}\"><td><a href=\"#step-{id}\">{id}</a></td><td>{}</td><td class=\"{class} verdict\">{verdict}</td><td>{}</td></tr>",
+            esc(&step.stage),
+            step.files.len(),
+            id = esc(&step.id)
+        );
+    }
+    body.push_str("</table>");
+    for step in report.steps.iter().filter(|s| !s.reproducible) {
+        let _ = write!(body, "<h2 id=\"step-{id}\">{id}</h2>", id = esc(&step.id));
+        if let Some(failure) = &step.failure {
+            let _ = write!(body, "<p class=\"bad\">{}</p>", esc(failure));
+        }
+        for f in &step.files {
+            let _ = write!(body, "<h3 class=\"file\">{}</h3>", esc(&file_line(f)));
+            if let Some(detail) = &f.detail {
+                let text = detail_text(detail);
+                if !text.is_empty() {
+                    let lines: String = text
+                        .lines()
+                        .map(|l| {
+                            let class = match l.chars().next() {
+                                Some('+') if !l.starts_with("+++") => "add",
+                                Some('-') if !l.starts_with("---") => "del",
+                                _ => "ctx",
+                            };
+                            format!("<span class=\"{class}\">{}</span>\n", esc(l))
+                        })
+                        .collect();
+                    let _ = write!(body, "<pre class=\"diff\">{lines}</pre>");
+                }
+            }
+        }
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stagebuild audit: {target}</title>\n<style>\n\
+         body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}\n\
+         table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3em .8em; text-align: left; }}\n\
+         .good {{ color: #1a7f37; }} .bad {{ color: #b42318; }} .muted {{ color: #777; }}\n\
+         pre.diff {{ background: #f6f8fa; padding: .8em; overflow-x: auto; }}\n\
+         .add {{ color: #1a7f37; }} .del {{ color: #b42318; }}\n\
+         </style></head>\n<body><h1>Audit of target {target}</h1>\n{body}\n</body></html>\n",
+        target = esc(&report.target)
+    )
+}

@@ -1,0 +1,191 @@
+//! Reproducibility audits and recorded output checksums, through the real
+//! binary; the HTML report is opened in a real headless Chromium.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::Fixture;
+use predicates::prelude::*;
+
+/// hello (reproducible), then a step that writes the time it was built.
+fn fixture_with_a_dated_step() -> Fixture {
+    let f = Fixture::tiny();
+    f.write(
+        "steps/stamped.yaml",
+        "name: stamped\nversion: \"1\"\ndescription: Embeds the build date.\nbuild: |\n  mkdir -p \"$OUT/share\"\n  printf 'built by stamped\\nbuilt on %s\\n' \"$(date '+%Y-%m-%d %H:%M')\" > \"$OUT/share/built-at\"\n  chmod -R go-w \"$OUT\"\n",
+    );
+    f.write(
+        "steps/targets/t.yaml",
+        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [hello, stamped, greet]\n",
+    );
+    f.import_sources();
+    f
+}
+
+#[test]
+fn a_step_that_embeds_the_date_is_the_first_that_diverges() {
+    let f = fixture_with_a_dated_step();
+    f.cmd()
+        .args(["audit", "--target", "t"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not built"));
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+
+    let out = f
+        .cmd()
+        .args(["audit", "--target", "t", "--json"])
+        .assert()
+        .code(3);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["first_divergent"], "stamped");
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["id"], "hello");
+    assert_eq!(steps[0]["reproducible"], true, "{:#}", steps[0]);
+    assert_eq!(steps[1]["reproducible"], false);
+    let file = &steps[1]["files"][0];
+    assert_eq!(file["path"], "share/built-at");
+    assert_eq!(file["change"], "content differs");
+    // Within the date on the second line ("built on " ends at byte 26).
+    let at = file["first_difference"].as_u64().unwrap();
+    assert!((26..42).contains(&at), "{file:#}");
+    let diff = file["detail"]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("--- a/share/built-at")
+            && diff.contains("-built on ")
+            && diff.contains("+built on "),
+        "{diff}"
+    );
+    assert!(diff.contains(" built by stamped"), "context lines: {diff}");
+    assert_eq!(steps[2]["reproducible"], true);
+
+    // The text report says the same, and the exit code is 3.
+    f.cmd()
+        .args(["audit", "--target", "t"])
+        .assert()
+        .code(3)
+        .stdout(
+            predicate::str::contains("step stamped: NOT reproducible").and(
+                predicate::str::contains("first step that diverges: stamped"),
+            ),
+        )
+        .stderr(predicate::str::contains("report.html"));
+}
+
+#[test]
+fn the_html_report_shows_steps_verdicts_and_the_diff_in_chromium() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is installed by scripts/setup-debian.sh");
+    let f = fixture_with_a_dated_step();
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    f.cmd().args(["audit", "--target", "t"]).assert().code(3);
+    let report = f.state().join("audit/t/report.html");
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dom.contains("First step that diverges: <b>stamped</b>"),
+        "{dom}"
+    );
+    for (step, verdict) in [
+        ("hello", "reproducible"),
+        ("stamped", "not reproducible"),
+        ("greet", "reproducible"),
+    ] {
+        let row = format!(
+            "data-step=\"{step}\"><td><a href=\"#step-{step}\">{step}</a></td><td>host</td><td class=\""
+        );
+        let at = dom
+            .find(&row)
+            .unwrap_or_else(|| panic!("no row for {step} in {dom}"));
+        assert!(
+            dom[at..]
+                .split("</tr>")
+                .next()
+                .unwrap()
+                .contains(&format!("verdict\">{verdict}<")),
+            "{step}"
+        );
+    }
+    assert!(dom.contains("<span class=\"del\">-built on "), "{dom}");
+    assert!(dom.contains("<span class=\"add\">+built on "), "{dom}");
+}
+
+#[test]
+fn a_patched_byte_fails_the_run_against_recorded_checksums_with_exit_3() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    f.cmd()
+        .args(["run", "--target", "t", "--update-checksums"])
+        .assert()
+        .success();
+    let recorded = fs::read_to_string(f.project().join("steps/targets/t.outputs")).unwrap();
+    assert!(
+        recorded.contains("== step hello") && recorded.contains(" usr/bin/hello\n"),
+        "{recorded}"
+    );
+    // Recording again from the checkpoints gives the same file.
+    f.cmd()
+        .args(["lock", "outputs", "--target", "t"])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read_to_string(f.project().join("steps/targets/t.outputs")).unwrap(),
+        recorded
+    );
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .success();
+
+    // One byte of the program's output string, changed by a patch.
+    f.write(
+        "patches/hello/one-byte.patch",
+        "--- a/hello.c\n+++ b/hello.c\n@@ -1,2 +1,2 @@\n #include <stdio.h>\n-int main(void) { puts(\"hello from a sandbox\"); return 0; }\n+int main(void) { puts(\"jello from a sandbox\"); return 0; }\n",
+    );
+    let step = fs::read_to_string(f.project().join("steps/hello.yaml")).unwrap();
+    f.write(
+        "steps/hello.yaml",
+        step.replace(
+            "workdir: hello-1.0",
+            "patches: [one-byte.patch]\nworkdir: hello-1.0",
+        ),
+    );
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("step hello: its output differs from the recorded checksums")
+                .and(predicate::str::contains("t.outputs"))
+                .and(predicate::str::contains("usr/bin/hello (sha256 ")),
+        );
+}
