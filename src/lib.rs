@@ -18,6 +18,7 @@ pub mod mirror;
 pub mod outputs;
 pub mod plan;
 pub mod project;
+pub mod qmp;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
