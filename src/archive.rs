@@ -83,6 +83,10 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
             entry: shown.clone(),
             reason: reason.to_string(),
         };
+        let failed = |source: std::io::Error| ArchiveError::Entry {
+            entry: shown.clone(),
+            source,
+        };
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
@@ -102,10 +106,7 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
             EntryType::Symlink => {
                 let target = entry
                     .link_name()
-                    .map_err(|e| ArchiveError::Entry {
-                        entry: shown.clone(),
-                        source: e,
-                    })?
+                    .map_err(failed)?
                     .ok_or_else(|| refuse("symlink without a target"))?;
                 let parent = rel.parent().unwrap_or(Path::new(""));
                 if target.is_absolute() || inside_path(&parent.join(&target)).is_none() {
@@ -119,10 +120,7 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
             EntryType::Link => {
                 let target = entry
                     .link_name()
-                    .map_err(|e| ArchiveError::Entry {
-                        entry: shown.clone(),
-                        source: e,
-                    })?
+                    .map_err(failed)?
                     .ok_or_else(|| refuse("hard link without a target"))?;
                 let target_rel = inside_path(&target).ok_or_else(|| {
                     refuse(&format!(
@@ -149,10 +147,7 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
         };
         let path = dest.join(&rel);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| ArchiveError::Entry {
-                entry: shown.clone(),
-                source: e,
-            })?;
+            fs::create_dir_all(parent).map_err(failed)?;
         }
         if let Some(existing) = hard_link_target {
             // Some tarballs list a file a second time as a hard link to itself.
@@ -161,24 +156,15 @@ pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
             }
             // Like tar, a later entry replaces an earlier one.
             if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
-                fs::remove_file(&path).map_err(|e| ArchiveError::Entry {
-                    entry: shown.clone(),
-                    source: e,
-                })?;
+                fs::remove_file(&path).map_err(failed)?;
             }
             // Entry::unpack would resolve the link target against the current
             // directory; ours was checked relative to `dest`.
-            fs::hard_link(existing, &path).map_err(|e| ArchiveError::Entry {
-                entry: shown.clone(),
-                source: e,
-            })?;
+            fs::hard_link(existing, &path).map_err(failed)?;
             continue;
         }
         // unpack() writes exactly `path`; we have checked everything on the way to it.
-        entry.unpack(&path).map_err(|e| ArchiveError::Entry {
-            entry: shown.clone(),
-            source: e,
-        })?;
+        entry.unpack(&path).map_err(failed)?;
     }
     Ok(())
 }

@@ -263,22 +263,8 @@ impl Engine<'_> {
         Ok(summary)
     }
 
-    /// The step's sources from the mirror, each verified against the lock.
     fn sources(&self, planned: &PlannedStep) -> Result<Vec<(String, PathBuf)>> {
-        planned
-            .chain_step
-            .step
-            .definition
-            .sources
-            .iter()
-            .map(|name| {
-                let entry = self
-                    .project
-                    .lock
-                    .get(name)
-                    .expect("checked when the step was loaded");
-                Ok((name.clone(), self.mirror.checked(entry)?))
-            })
-            .collect()
+        self.mirror
+            .step_sources(&self.project.lock, &planned.chain_step.step)
     }
 }

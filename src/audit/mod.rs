@@ -176,21 +176,9 @@ impl Auditor<'_> {
                 .ok_or_else(|| Error::Other(format!("the checkpoint of {id} vanished")))?;
             self.reporter
                 .step_started(planned.index, total, id, "rebuilding with variations");
-            let sources = planned
-                .chain_step
-                .step
-                .definition
-                .sources
-                .iter()
-                .map(|name| {
-                    let entry = self
-                        .project
-                        .lock
-                        .get(name)
-                        .expect("checked when the step was loaded");
-                    Ok((name.clone(), self.mirror.checked(entry)?))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let sources = self
+                .mirror
+                .step_sources(&self.project.lock, &planned.chain_step.step)?;
             let job = StepJob {
                 planned,
                 sources,

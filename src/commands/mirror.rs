@@ -17,7 +17,6 @@ use crate::report;
 pub fn run(paths: &Paths, command: &MirrorCommand) -> Result<()> {
     let project = Project::open(&paths.project)?;
     let mirror = Mirror::new(paths.mirror.clone());
-    let cpus = || std::thread::available_parallelism().map_or(1, |n| n.get());
     match command {
         MirrorCommand::Fetch(args) => fetch(&project, &mirror, args),
         MirrorCommand::Verify { target, json, jobs } => {
@@ -28,7 +27,7 @@ pub fn run(paths: &Paths, command: &MirrorCommand) -> Result<()> {
                 .values()
                 .map(|e| e.sha256.as_str())
                 .collect();
-            let report = verify(&mirror, &entries, &all, jobs.unwrap_or_else(cpus));
+            let report = verify(&mirror, &entries, &all, jobs.unwrap_or_else(super::cpus));
             if *json {
                 println!(
                     "{}",

@@ -108,16 +108,46 @@ fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
     }
 }
 
+/// What a building command needs: the project, its state and mirror, a
+/// runner, a reporter and the interrupt flag.
+struct Session {
+    project: Project,
+    state: StateDir,
+    mirror: Mirror,
+    runner: HostRunner,
+    reporter: Box<dyn report::Reporter>,
+    cancel: Cancel,
+}
+
+impl Session {
+    fn open(paths: &Paths, choice: SandboxChoice) -> Result<Session> {
+        Ok(Session {
+            project: Project::open(&paths.project)?,
+            state: StateDir::new(paths.state.clone()),
+            mirror: Mirror::new(paths.mirror.clone()),
+            runner: HostRunner {
+                sandbox: sandbox(choice)?,
+            },
+            reporter: report::for_stderr(),
+            cancel: Cancel::on_signals()
+                .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?,
+        })
+    }
+}
+
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
-    let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
-    let mirror = Mirror::new(paths.mirror.clone());
-    let mut runner = HostRunner {
-        sandbox: sandbox(args.sandbox)?,
-    };
-    let mut reporter = report::for_stderr();
-    let cancel = Cancel::on_signals()
-        .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
+    let Session {
+        project,
+        state,
+        mirror,
+        mut runner,
+        mut reporter,
+        cancel,
+    } = Session::open(paths, args.sandbox)?;
     let resume = resume_command(cli, args);
     let opts = RunOptions {
         target: args.target.target.clone(),
@@ -125,9 +155,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         resume: args.resume,
         fresh: args.fresh,
         update_checksums: args.update_checksums,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        jobs: args.jobs.unwrap_or_else(cpus),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut engine = Engine {
@@ -258,16 +286,15 @@ fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
             "audit compares against the recorded run; it takes no --set".into(),
         ));
     }
-    let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
-    let mirror = Mirror::new(paths.mirror.clone());
-    let mut runner = HostRunner {
-        sandbox: sandbox(args.sandbox)?,
-    };
-    let mut reporter = report::for_stderr();
-    let cancel = Cancel::on_signals()
-        .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?;
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Session {
+        project,
+        state,
+        mirror,
+        mut runner,
+        mut reporter,
+        cancel,
+    } = Session::open(paths, args.sandbox)?;
+    let jobs = cpus();
     let mut auditor = crate::audit::Auditor {
         project: &project,
         state: &state,

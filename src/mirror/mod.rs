@@ -73,6 +73,24 @@ impl Mirror {
         Ok(path)
     }
 
+    /// A step's sources, each checked against the lock, in the step's order.
+    pub fn step_sources(
+        &self,
+        lock: &crate::lock::Lock,
+        step: &crate::step::Step,
+    ) -> Result<Vec<(String, PathBuf)>> {
+        step.definition
+            .sources
+            .iter()
+            .map(|name| {
+                let entry = lock
+                    .get(name)
+                    .expect("step sources are checked against the lock when loaded");
+                Ok((name.clone(), self.checked(entry)?))
+            })
+            .collect()
+    }
+
     pub fn has(&self, entry: &LockEntry) -> bool {
         self.checked(entry).is_ok()
     }
