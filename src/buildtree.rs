@@ -6,10 +6,20 @@ use std::process::Command;
 
 use crate::archive;
 use crate::error::{Error, Result};
-use crate::step::{Patch, Step};
+use crate::step::{ProjectFile, Step};
 
-/// Unpacks each source into `build` and applies the step's patches in its workdir.
+/// Unpacks each source into `build`, copies the step's files to its top and
+/// applies the step's patches in its workdir.
 pub fn prepare(step: &Step, sources: &[(String, std::path::PathBuf)], build: &Path) -> Result<()> {
+    for file in &step.files {
+        std::fs::copy(&file.path, build.join(&file.file)).map_err(|e| {
+            Error::input(
+                &file.path,
+                None,
+                format!("copying into the build directory: {e}"),
+            )
+        })?;
+    }
     for (name, path) in sources {
         archive::unpack(path, name, build)
             .map_err(|e| Error::input(path, None, format!("source {name}: {e}")))?;
@@ -33,7 +43,7 @@ pub fn prepare(step: &Step, sources: &[(String, std::path::PathBuf)], build: &Pa
 
 /// Applies one patch with GNU patch. A dry run goes first so that a patch that
 /// does not apply changes nothing; its failure points at the hunk's line.
-fn apply(patch: &Patch, dir: &Path) -> Result<()> {
+fn apply(patch: &ProjectFile, dir: &Path) -> Result<()> {
     let run = |dry: bool| {
         let mut cmd = Command::new("patch");
         cmd.args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch"])
@@ -138,7 +148,7 @@ mod tests {
             "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n@@ -2 +2 @@\n-c\n+d\n",
         )
         .unwrap();
-        let patch = Patch {
+        let patch = ProjectFile {
             file: "p.patch".into(),
             path: patch_path,
             sha256: String::new(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::hex_sha256;
+use crate::digest::{file_sha256, hex_sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, atomic_write};
 use crate::manifest::{self, Entry};
@@ -24,12 +24,17 @@ pub struct Meta {
     pub inputs: KeyInputs,
     /// sha256 of manifest.json, so a damaged manifest is noticed too.
     pub manifest_sha256: String,
+    /// Files kept beside the tree (a VM step's disk), by name, with their sha256.
+    #[serde(default)]
+    pub extras: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub meta: Meta,
     pub manifest: Vec<Entry>,
+    /// The checkpoint's directory: `tree/` and any extras.
+    pub dir: PathBuf,
     /// The step's output files.
     pub tree: PathBuf,
 }
@@ -58,10 +63,11 @@ impl Store {
         self.dir(key).join("meta.json").is_file()
     }
 
-    /// Moves `out` into the store under `meta.key`. A crash at any point leaves
-    /// either no checkpoint or a complete one: the tree and manifest are
-    /// assembled in a staging directory, synced, then renamed into place.
-    pub fn commit(&self, out: &Path, mut meta: Meta) -> Result<Checkpoint> {
+    /// Moves `out` (and each file in `extras`, if given) into the store under
+    /// `meta.key`. A crash at any point leaves either no checkpoint or a
+    /// complete one: everything is assembled in a staging directory, synced,
+    /// then renamed into place.
+    pub fn commit(&self, out: &Path, extras: Option<&Path>, mut meta: Meta) -> Result<Checkpoint> {
         let manifest = manifest::of_tree(out)
             .map_err(|e| Error::Other(format!("output of {}: {e}", meta.step)))?;
         let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
@@ -74,6 +80,33 @@ impl Store {
         fsutil::fresh_dir(&staging)?;
         fs::rename(out, staging.join("tree"))
             .io_context(|| format!("moving {} into the store", out.display()))?;
+        if let Some(extras) = extras.filter(|e| e.is_dir()) {
+            for entry in
+                fs::read_dir(extras).io_context(|| format!("reading {}", extras.display()))?
+            {
+                let path = entry
+                    .io_context(|| format!("reading {}", extras.display()))?
+                    .path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if matches!(name.as_str(), "tree" | "manifest.json" | "meta.json")
+                    || !path.is_file()
+                {
+                    return Err(Error::Other(format!(
+                        "{}: not a file a checkpoint can keep",
+                        path.display()
+                    )));
+                }
+                let (sha256, _) =
+                    file_sha256(&path).io_context(|| format!("reading {}", path.display()))?;
+                fs::rename(&path, staging.join(&name))
+                    .io_context(|| format!("moving {} into the store", path.display()))?;
+                meta.extras.insert(name, sha256);
+            }
+        }
         atomic_write(&staging.join("manifest.json"), &manifest_json)?;
         atomic_write(
             &staging.join("meta.json"),
@@ -98,6 +131,7 @@ impl Store {
         fsutil::sync_dir(&self.root)?;
         Ok(Checkpoint {
             tree: final_dir.join("tree"),
+            dir: final_dir,
             meta,
             manifest,
         })
@@ -128,10 +162,18 @@ impl Store {
         if let Some(diff) = manifest::first_difference(&manifest, &actual) {
             return Err(Corrupt(diff));
         }
+        for (name, sha256) in &meta.extras {
+            match file_sha256(&dir.join(name)) {
+                Ok((actual, _)) if &actual == sha256 => {}
+                Ok(_) => return Err(Corrupt(format!("{name} differs"))),
+                Err(e) => return Err(Corrupt(format!("{name}: {e}"))),
+            }
+        }
         Ok(Some(Checkpoint {
             meta,
             manifest,
             tree,
+            dir,
         }))
     }
 
@@ -161,6 +203,7 @@ mod tests {
             definition: "d".into(),
             sources: "s".into(),
             patches: "p".into(),
+            files: "f".into(),
             runner: "r".into(),
             parent: None,
         };
@@ -173,6 +216,7 @@ mod tests {
             runner: "host".into(),
             inputs,
             manifest_sha256: String::new(),
+            extras: Default::default(),
         }
     }
 
@@ -184,7 +228,7 @@ mod tests {
         fs::create_dir_all(out.join("usr/bin")).unwrap();
         fs::write(out.join("usr/bin/tool"), b"binary").unwrap();
 
-        let committed = store.commit(&out, meta("k1")).unwrap();
+        let committed = store.commit(&out, None, meta("k1")).unwrap();
         assert!(!out.exists(), "the output is moved, not copied");
         assert!(store.exists("k1"));
         let loaded = store.load("k1").unwrap().unwrap();
@@ -208,7 +252,7 @@ mod tests {
         let out = dir.path().join("out");
         fs::create_dir_all(&out).unwrap();
         fs::write(out.join("f"), b"x").unwrap();
-        store.commit(&out, meta("k")).unwrap();
+        store.commit(&out, None, meta("k")).unwrap();
         let manifest = store.dir("k").join("manifest.json");
         let bytes = fs::read(&manifest).unwrap();
         fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();

@@ -77,6 +77,16 @@ pub struct RunArgs {
     /// The sandbox for host steps.
     #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
     pub sandbox: SandboxChoice,
+    /// How VM stages run their guests: tcg (software, always works) or auto
+    /// (KVM if a probe boot shows guests run under it, else tcg).
+    #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
+    pub accel: AccelChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    Tcg,
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

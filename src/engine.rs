@@ -14,8 +14,8 @@ use crate::outputs;
 use crate::plan::{self, PlannedStep, RecordedStep, StepState};
 use crate::project::{Chain, Project};
 use crate::report::{Reporter, short};
-use crate::runner::{Cancel, Runner, StepJob};
-use crate::state::StateDir;
+use crate::runner::{Cancel, Earlier, Runners, StepJob};
+use crate::state::{Record, StateDir};
 
 pub struct RunOptions {
     pub target: String,
@@ -57,15 +57,20 @@ impl Plan {
         overrides: &[(String, String)],
     ) -> Result<Plan> {
         let chain = project.chain(target, overrides)?;
-        let steps = plan::keys(&chain, &project.lock);
         let record = state.record(target)?;
+        Ok(Self::with_record(project, state, chain, &record))
+    }
+
+    /// The plan against a given record (an empty one for `--fresh`).
+    fn with_record(project: &Project, state: &StateDir, chain: Chain, record: &Record) -> Plan {
+        let steps = plan::keys(&chain, &project.lock);
         let store = state.store();
         let states = plan::states(&steps, &record.steps, |key| store.exists(key));
-        Ok(Plan {
+        Plan {
             chain,
             steps,
             states,
-        })
+        }
     }
 
     pub fn rows(&self) -> Vec<PlanRow> {
@@ -95,7 +100,7 @@ pub struct Engine<'a> {
     pub project: &'a Project,
     pub state: &'a StateDir,
     pub mirror: &'a Mirror,
-    pub runner: &'a mut dyn Runner,
+    pub runners: &'a mut Runners,
     pub reporter: &'a mut dyn Reporter,
     pub cancel: Cancel,
 }
@@ -103,7 +108,18 @@ pub struct Engine<'a> {
 impl Engine<'_> {
     pub fn run(&mut self, opts: &RunOptions) -> Result<Summary> {
         let started = Instant::now();
-        let plan = Plan::load(self.project, self.state, &opts.target, &opts.overrides)?;
+        let chain = self.project.chain(&opts.target, &opts.overrides)?;
+        // --fresh starts over: an earlier record, even one this version
+        // cannot read, is not consulted.
+        let record = if opts.fresh {
+            Record {
+                target: opts.target.clone(),
+                steps: Default::default(),
+            }
+        } else {
+            self.state.record(&opts.target)?
+        };
+        let plan = Plan::with_record(self.project, self.state, chain, &record);
         let total = plan.steps.len();
 
         // Every input is checked before the state directory is touched.
@@ -118,7 +134,6 @@ impl Engine<'_> {
         } else {
             outputs::load(&outputs_path)?
         };
-        let record = self.state.record(&opts.target)?;
         if !record.steps.is_empty() && !opts.resume && !opts.fresh {
             let done = plan
                 .states
@@ -139,15 +154,19 @@ impl Engine<'_> {
         let store = self.state.store();
         let mut record = record;
         if opts.fresh {
-            for key in record
-                .steps
+            // The earlier run's checkpoints too, as far as its record can be read.
+            let earlier = self
+                .state
+                .record(&opts.target)
+                .map(|r| r.steps)
+                .unwrap_or_default();
+            for key in earlier
                 .values()
                 .map(|r| &r.key)
                 .chain(plan.steps.iter().map(|p| &p.key))
             {
                 store.discard(key)?;
             }
-            record.steps.clear();
             self.state.save_record(&record)?;
         }
 
@@ -156,7 +175,7 @@ impl Engine<'_> {
             restored: 0,
             elapsed: Default::default(),
         };
-        let mut stage_trees: Vec<PathBuf> = Vec::new();
+        let mut earlier: Vec<Earlier> = Vec::new();
         let mut manifests = Vec::new();
         let mut current_stage = None;
         for planned in &plan.steps {
@@ -164,12 +183,10 @@ impl Engine<'_> {
             let chain_step = &planned.chain_step;
             if current_stage != Some(&chain_step.stage) {
                 current_stage = Some(&chain_step.stage);
-                stage_trees.clear();
                 self.reporter.info(&format!(
-                    "stage {} ({} runner: {})",
+                    "stage {} (runner: {})",
                     chain_step.stage,
-                    chain_step.runner,
-                    self.runner.name()
+                    self.runners.for_kind(chain_step.runner).name()
                 ));
             }
 
@@ -198,17 +215,20 @@ impl Engine<'_> {
                     let job = StepJob {
                         planned,
                         sources: self.sources(planned)?,
-                        sysroot_trees: stage_trees.clone(),
+                        earlier: earlier.clone(),
                         source_date_epoch: plan.chain.target.source_date_epoch,
                         jobs: opts.jobs,
                         work: self.state.work_dir(id),
                         log: self.state.log_path(&opts.target, planned.index, id),
                         variation: None,
                     };
-                    self.runner.run(&job, &self.cancel)?;
+                    self.runners
+                        .for_kind(chain_step.runner)
+                        .run(&job, &self.cancel)?;
                     let definition = &chain_step.step.definition;
                     let checkpoint = store.commit(
                         &job.out(),
+                        Some(&job.extras()),
                         Meta {
                             key: planned.key.clone(),
                             step: id.to_string(),
@@ -218,6 +238,7 @@ impl Engine<'_> {
                             runner: chain_step.runner.to_string(),
                             inputs: planned.inputs.clone(),
                             manifest_sha256: String::new(),
+                            extras: Default::default(),
                         },
                     )?;
                     crate::fsutil::remove_tree(&job.work)?;
@@ -246,7 +267,11 @@ impl Engine<'_> {
                 },
             );
             self.state.save_record(&record)?;
-            stage_trees.push(checkpoint.tree);
+            earlier.push(Earlier {
+                id: id.to_string(),
+                stage: chain_step.stage.clone(),
+                dir: checkpoint.dir,
+            });
         }
         if opts.update_checksums {
             atomic_write(

@@ -65,6 +65,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A VM step's guest did not finish: it did not boot in time, ran past its
+    /// timeout, panicked, or qemu died.
+    #[error(
+        "step {step}: {problem}\nlast lines of the guest console:\n{tail}\nfull console log: {}",
+        console.display()
+    )]
+    Vm {
+        step: String,
+        problem: String,
+        tail: String,
+        console: PathBuf,
+    },
+
     /// A failure after which `--resume` continues; carries the command.
     #[error("{inner}\nto resume from here: {command}")]
     Resumable { inner: Box<Error>, command: String },
@@ -87,7 +100,9 @@ impl Error {
             Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::OutputsDiffer { .. } | Error::NotReproducible { .. } => exit::OUTPUTS_DIFFER,
             Error::Resumable { inner, .. } => inner.exit_code(),
-            Error::StepFailed { .. } | Error::Io { .. } | Error::Other(_) => exit::BUILD_FAILED,
+            Error::StepFailed { .. } | Error::Vm { .. } | Error::Io { .. } | Error::Other(_) => {
+                exit::BUILD_FAILED
+            }
         }
     }
 

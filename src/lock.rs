@@ -36,13 +36,16 @@ struct RawEntry {
 }
 
 /// A file that the host's package tool can fetch: `apt-get source
-/// --download-only PACKAGE=VERSION` writes it as `file`.
+/// --download-only PACKAGE=VERSION` writes it as `file`; with `binary: true`,
+/// `apt-get download PACKAGE=VERSION` does (a .deb).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AptSource {
     pub package: String,
     pub version: String,
     pub file: String,
+    #[serde(default)]
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

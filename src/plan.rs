@@ -18,6 +18,8 @@ pub struct KeyInputs {
     pub sources: String,
     /// Names and contents of its patches.
     pub patches: String,
+    /// Names and contents of its extra files.
+    pub files: String,
     /// The runner kind and settings, the stage and SOURCE_DATE_EPOCH.
     pub runner: String,
     /// The key of the step before it in the chain.
@@ -61,19 +63,23 @@ pub fn keys(chain: &Chain, lock: &Lock) -> Vec<PlannedStep> {
                 (name.as_str(), entry.sha256.as_str())
             })
             .collect();
-        let patches: Vec<(&str, &str)> = step
-            .patches
-            .iter()
-            .map(|p| (p.file.as_str(), p.sha256.as_str()))
-            .collect();
+        let named = |files: &[crate::step::ProjectFile]| -> Vec<(String, String)> {
+            files
+                .iter()
+                .map(|f| (f.file.clone(), f.sha256.clone()))
+                .collect()
+        };
         let inputs = KeyInputs {
             definition: canonical_sha256(&(&step.definition, chain_step.pass)),
             sources: canonical_sha256(&sources),
-            patches: canonical_sha256(&patches),
+            patches: canonical_sha256(&named(&step.patches)),
+            files: canonical_sha256(&named(&step.files)),
             runner: canonical_sha256(&(
                 chain_step.runner,
                 &chain_step.stage,
                 chain.target.source_date_epoch,
+                &chain_step.vm,
+                chain_step.vm.as_ref().map(|_| &chain.agent_sha256),
             )),
             parent: parent.clone(),
         };
@@ -163,6 +169,9 @@ fn reasons(old: &KeyInputs, new: &KeyInputs, first_changed: Option<&str>) -> Vec
     if old.patches != new.patches {
         reasons.push("its patches changed".to_string());
     }
+    if old.files != new.files {
+        reasons.push("its files changed".to_string());
+    }
     if old.runner != new.runner {
         reasons.push("its runner settings changed".to_string());
     }
@@ -184,6 +193,7 @@ mod tests {
             definition: def.into(),
             sources: "s".into(),
             patches: "p".into(),
+            files: "f".into(),
             runner: "r".into(),
             parent: parent.map(str::to_string),
         }
@@ -198,18 +208,22 @@ mod tests {
                 version: "1".into(),
                 sources: vec![],
                 patches: vec![],
+                files: vec![],
                 workdir: None,
                 env: Default::default(),
                 configure: None,
                 build: Some("true".into()),
                 install: None,
+                timeout: None,
             },
             patches: vec![],
+            files: vec![],
         };
         ChainStep {
             id: id.into(),
             stage: "host".into(),
             runner: crate::target::RunnerKind::Host,
+            vm: None,
             pass: None,
             step: std::sync::Arc::new(step),
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::step::Step;
-use crate::target::{RunnerKind, Target};
+use crate::target::{RunnerKind, Target, VmSettings};
 
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -21,6 +21,8 @@ pub struct ChainStep {
     pub id: String,
     pub stage: String,
     pub runner: RunnerKind,
+    /// The stage's VM settings, for steps of a `vm` stage.
+    pub vm: Option<VmSettings>,
     pub pass: Option<u32>,
     pub step: Arc<Step>,
 }
@@ -30,6 +32,9 @@ pub struct ChainStep {
 pub struct Chain {
     pub target: Target,
     pub steps: Vec<ChainStep>,
+    /// sha256 of the guest agent (`vm/agent`), part of every VM step's key;
+    /// empty when the chain has no VM stage.
+    pub agent_sha256: String,
 }
 
 impl Project {
@@ -84,11 +89,7 @@ impl Project {
                                 ),
                             ));
                         }
-                        let step = Arc::new(Step::load(
-                            &step_path,
-                            &self.root.join("patches"),
-                            &self.lock,
-                        )?);
+                        let step = Arc::new(Step::load(&step_path, &self.root, &self.lock)?);
                         loaded.insert(step_ref.step.clone(), step.clone());
                         step
                     }
@@ -98,13 +99,31 @@ impl Project {
                         id: step_ref.id(),
                         stage: stage.name.clone(),
                         runner: stage.runner,
+                        vm: stage.vm.clone(),
                         pass: step_ref.pass,
                         step,
                     });
                 }
             }
         }
-        Ok(Chain { target, steps })
+        let agent_sha256 = if steps.iter().any(|s| s.vm.is_some()) {
+            let agent = self.agent_path();
+            crate::digest::file_sha256(&agent)
+                .map_err(|e| Error::Usage(format!("the guest agent {}: {e}", agent.display())))?
+                .0
+        } else {
+            String::new()
+        };
+        Ok(Chain {
+            target,
+            steps,
+            agent_sha256,
+        })
+    }
+
+    /// The guest agent every VM step's guest runs as its first process.
+    pub fn agent_path(&self) -> PathBuf {
+        self.root.join("vm/agent")
     }
 
     pub fn target_names(&self) -> Vec<String> {

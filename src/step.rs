@@ -22,6 +22,8 @@ struct RawStep {
     #[serde(default)]
     patches: Vec<Spanned<String>>,
     #[serde(default)]
+    files: Vec<Spanned<String>>,
+    #[serde(default)]
     workdir: Option<Spanned<String>>,
     #[serde(default)]
     env: Option<Spanned<BTreeMap<String, String>>>,
@@ -31,6 +33,9 @@ struct RawStep {
     build: Option<String>,
     #[serde(default)]
     install: Option<String>,
+    /// Seconds the step may run (VM stages), instead of the stage's default.
+    #[serde(default)]
+    timeout: Option<u64>,
 }
 
 /// Variables stagebuild sets for every step; a step's `env` may not override them.
@@ -55,15 +60,19 @@ pub struct Definition {
     pub version: String,
     pub sources: Vec<String>,
     pub patches: Vec<String>,
+    pub files: Vec<String>,
     pub workdir: Option<String>,
     pub env: BTreeMap<String, String>,
     pub configure: Option<String>,
     pub build: Option<String>,
     pub install: Option<String>,
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Patch {
+/// A file of the project that a step uses: a patch under `patches/<step>/`
+/// or an extra file under `files/<step>/`.
+pub struct ProjectFile {
     pub file: String,
     pub path: PathBuf,
     pub sha256: String,
@@ -74,7 +83,9 @@ pub struct Step {
     pub path: PathBuf,
     pub description: String,
     pub definition: Definition,
-    pub patches: Vec<Patch>,
+    pub patches: Vec<ProjectFile>,
+    /// Copied into the top of the build directory before the phases run.
+    pub files: Vec<ProjectFile>,
 }
 
 impl Step {
@@ -83,8 +94,8 @@ impl Step {
     }
 
     /// Loads `steps/<name>.yaml`, checks its sources against the lock and reads
-    /// its patches from `patches/<name>/`.
-    pub fn load(path: &Path, patches_dir: &Path, lock: &Lock) -> Result<Self> {
+    /// its patches from `patches/<name>/` and its files from `files/<name>/`.
+    pub fn load(path: &Path, project: &Path, lock: &Lock) -> Result<Self> {
         let raw: RawStep = yaml::read(path)?;
         let bad = |line, message: String| Error::input(path, line, message);
 
@@ -135,28 +146,35 @@ impl Step {
             sources.push(source.value.clone());
         }
 
-        let mut patches = Vec::new();
-        for patch in &raw.patches {
-            let file = &patch.value;
-            if file.contains('/') || file.starts_with('.') {
-                return Err(bad(
-                    yaml::line_of(patch),
-                    format!("patch {file:?} must be a plain file name"),
-                ));
-            }
-            let patch_path = patches_dir.join(&raw.name.value).join(file);
-            let (sha256, _) = file_sha256(&patch_path).map_err(|e| {
-                bad(
-                    yaml::line_of(patch),
-                    format!("patch {}: {e}", patch_path.display()),
-                )
-            })?;
-            patches.push(Patch {
-                file: file.clone(),
-                path: patch_path,
-                sha256,
-            });
-        }
+        let project_files =
+            |kind: &str, dir: &str, names: &[Spanned<String>]| -> Result<Vec<ProjectFile>> {
+                names
+                    .iter()
+                    .map(|name| {
+                        let file = &name.value;
+                        if file.contains('/') || file.starts_with('.') {
+                            return Err(bad(
+                                yaml::line_of(name),
+                                format!("{kind} {file:?} must be a plain file name"),
+                            ));
+                        }
+                        let path = project.join(dir).join(&raw.name.value).join(file);
+                        let (sha256, _) = file_sha256(&path).map_err(|e| {
+                            bad(
+                                yaml::line_of(name),
+                                format!("{kind} {}: {e}", path.display()),
+                            )
+                        })?;
+                        Ok(ProjectFile {
+                            file: file.clone(),
+                            path,
+                            sha256,
+                        })
+                    })
+                    .collect()
+            };
+        let patches = project_files("patch", "patches", &raw.patches)?;
+        let files = project_files("file", "files", &raw.files)?;
 
         if let Some(workdir) = &raw.workdir {
             let w = Path::new(&workdir.value);
@@ -204,13 +222,16 @@ impl Step {
                 version: raw.version,
                 sources,
                 patches: raw.patches.into_iter().map(|p| p.value).collect(),
+                files: raw.files.into_iter().map(|f| f.value).collect(),
                 workdir: raw.workdir.map(|w| w.value),
                 env,
                 configure: raw.configure,
                 build: raw.build,
                 install: raw.install,
+                timeout: raw.timeout,
             },
             patches,
+            files,
         })
     }
 

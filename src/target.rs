@@ -41,12 +41,16 @@ enum OneOrMany {
 pub enum RunnerKind {
     /// A namespace sandbox on the build machine.
     Host,
+    /// A qemu guest booted for each step, its root disk the previous
+    /// checkpoint.
+    Vm,
 }
 
 impl fmt::Display for RunnerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunnerKind::Host => f.write_str("host"),
+            RunnerKind::Vm => f.write_str("vm"),
         }
     }
 }
@@ -68,7 +72,56 @@ struct RawTarget {
 struct RawStage {
     name: String,
     runner: RunnerKind,
+    #[serde(default)]
+    vm: Option<Spanned<VmSettings>>,
     steps: Vec<Spanned<RawStepRef>>,
+}
+
+/// How a `vm` stage's guest is made. Files are named `STEP:PATH`, a path in
+/// the output of an earlier step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSettings {
+    pub kernel: String,
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// Guest memory in MiB.
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+    /// Size of the root disk in MiB.
+    #[serde(default = "default_disk")]
+    pub disk: u32,
+    /// Seconds the guest may take to announce itself.
+    #[serde(default = "default_boot_timeout")]
+    pub boot_timeout: u64,
+    /// Seconds a step may run, unless the step says otherwise.
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout: u64,
+    /// Extra kernel command line.
+    #[serde(default)]
+    pub append: String,
+}
+
+fn default_memory() -> u32 {
+    512
+}
+fn default_disk() -> u32 {
+    1024
+}
+fn default_boot_timeout() -> u64 {
+    120
+}
+fn default_step_timeout() -> u64 {
+    3600
+}
+
+impl VmSettings {
+    /// `STEP:PATH` split in two.
+    pub fn file_ref(value: &str) -> Option<(&str, &str)> {
+        value
+            .split_once(':')
+            .filter(|(s, p)| !s.is_empty() && !p.is_empty() && !p.starts_with('/'))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +172,7 @@ impl StepRef {
 pub struct Stage {
     pub name: String,
     pub runner: RunnerKind,
+    pub vm: Option<VmSettings>,
     pub steps: Vec<StepRef>,
 }
 
@@ -230,9 +284,49 @@ impl Target {
                 }
                 steps.push(step_ref);
             }
+            let vm = match (stage.runner, stage.vm) {
+                (RunnerKind::Vm, Some(vm)) => {
+                    let line = yaml::line_of(&vm);
+                    for file in std::iter::once(&vm.value.kernel).chain(vm.value.initrd.iter()) {
+                        let (step, _) = VmSettings::file_ref(file).ok_or_else(|| {
+                            bad(
+                                line,
+                                format!(
+                                    "{file:?} must be STEP:PATH, a file in an earlier step's output"
+                                ),
+                            )
+                        })?;
+                        if !ids.contains_key(step) || steps.iter().any(|s: &StepRef| s.id() == step)
+                        {
+                            return Err(bad(
+                                line,
+                                format!("{file:?}: {step} is not a step of an earlier stage"),
+                            ));
+                        }
+                    }
+                    Some(vm.value)
+                }
+                (RunnerKind::Vm, None) => {
+                    return Err(bad(
+                        stage_line,
+                        format!(
+                            "stage {:?} runs in a VM: give its vm: settings (kernel at least)",
+                            stage.name
+                        ),
+                    ));
+                }
+                (RunnerKind::Host, Some(vm)) => {
+                    return Err(bad(
+                        yaml::line_of(&vm),
+                        "vm: settings belong to a stage with runner: vm".into(),
+                    ));
+                }
+                (RunnerKind::Host, None) => None,
+            };
             stages.push(Stage {
                 name: stage.name,
                 runner: stage.runner,
+                vm,
                 steps,
             });
         }

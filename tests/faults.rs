@@ -414,8 +414,22 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
         // Targets.
         (
             "steps/targets/t.yaml",
+            t("runner: host", "runner: chroot").into(),
+            "steps/targets/t.yaml:7: unknown variant `chroot`, expected one of host, vm",
+        ),
+        (
+            "steps/targets/t.yaml",
             t("runner: host", "runner: vm").into(),
-            "steps/targets/t.yaml:7: unknown variant `vm`, expected one of host",
+            "steps/targets/t.yaml:6: stage \"host\" runs in a VM: give its vm: settings (kernel at least)",
+        ),
+        (
+            "steps/targets/t.yaml",
+            t(
+                "runner: host",
+                "runner: vm\n    vm: { kernel: later:boot/vmlinuz }",
+            )
+            .into(),
+            "steps/targets/t.yaml:8: \"later:boot/vmlinuz\": later is not a step of an earlier stage",
         ),
         (
             "steps/targets/t.yaml",

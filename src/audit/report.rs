@@ -100,10 +100,10 @@ pub fn html(report: &AuditReport) -> String {
     }
     body.push_str("</ul><h2>Steps</h2><table><tr><th>step</th><th>stage</th><th>verdict</th><th>files that differ</th></tr>");
     for step in &report.steps {
-        let (class, verdict) = if step.reproducible {
-            ("good", "reproducible")
-        } else {
-            ("bad", "not reproducible")
+        let (class, verdict) = match (&step.skipped, step.reproducible) {
+            (Some(_), _) => ("muted", "not audited"),
+            (None, true) => ("good", "reproducible"),
+            (None, false) => ("bad", "not reproducible"),
         };
         let _ = write!(
             body,
@@ -114,7 +114,11 @@ pub fn html(report: &AuditReport) -> String {
         );
     }
     body.push_str("</table>");
-    for step in report.steps.iter().filter(|s| !s.reproducible) {
+    for step in report
+        .steps
+        .iter()
+        .filter(|s| !s.reproducible && s.skipped.is_none())
+    {
         let _ = write!(body, "<h2 id=\"step-{id}\">{id}</h2>", id = esc(&step.id));
         if let Some(failure) = &step.failure {
             let _ = write!(body, "<p class=\"bad\">{}</p>", esc(failure));

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 mod lock;
 mod mirror;
 
-use crate::cli::{AuditArgs, Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs};
+use crate::cli::{
+    AccelChoice, AuditArgs, Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs,
+};
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
@@ -14,7 +16,9 @@ use crate::plan::StepState;
 use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;
+use crate::runner::Runners;
 use crate::runner::host::HostRunner;
+use crate::runner::vm::{Accel, VmRunner};
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
 use crate::state::StateDir;
 
@@ -114,20 +118,28 @@ struct Session {
     project: Project,
     state: StateDir,
     mirror: Mirror,
-    runner: HostRunner,
+    runners: Runners,
     reporter: Box<dyn report::Reporter>,
     cancel: Cancel,
 }
 
 impl Session {
-    fn open(paths: &Paths, choice: SandboxChoice) -> Result<Session> {
+    fn open(paths: &Paths, choice: SandboxChoice, accel: AccelChoice) -> Result<Session> {
+        let project = Project::open(&paths.project)?;
+        let accel = match accel {
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Auto => Accel::Auto,
+        };
         Ok(Session {
-            project: Project::open(&paths.project)?,
+            runners: Runners {
+                host: HostRunner {
+                    sandbox: sandbox(choice)?,
+                },
+                vm: VmRunner::new(project.agent_path(), accel),
+            },
+            project,
             state: StateDir::new(paths.state.clone()),
             mirror: Mirror::new(paths.mirror.clone()),
-            runner: HostRunner {
-                sandbox: sandbox(choice)?,
-            },
             reporter: report::for_stderr(),
             cancel: Cancel::on_signals()
                 .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?,
@@ -144,10 +156,10 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         project,
         state,
         mirror,
-        mut runner,
+        mut runners,
         mut reporter,
         cancel,
-    } = Session::open(paths, args.sandbox)?;
+    } = Session::open(paths, args.sandbox, args.accel)?;
     let resume = resume_command(cli, args);
     let opts = RunOptions {
         target: args.target.target.clone(),
@@ -162,7 +174,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         project: &project,
         state: &state,
         mirror: &mirror,
-        runner: &mut runner,
+        runners: &mut runners,
         reporter: reporter.as_mut(),
         cancel,
     };
@@ -179,6 +191,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         }
         Err(
             e @ (Error::StepFailed { .. }
+            | Error::Vm { .. }
             | Error::Interrupted { .. }
             | Error::Io { .. }
             | Error::Other(_)),
@@ -290,16 +303,16 @@ fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
         project,
         state,
         mirror,
-        mut runner,
+        mut runners,
         mut reporter,
         cancel,
-    } = Session::open(paths, args.sandbox)?;
+    } = Session::open(paths, args.sandbox, AccelChoice::Tcg)?;
     let jobs = cpus();
     let mut auditor = crate::audit::Auditor {
         project: &project,
         state: &state,
         mirror: &mirror,
-        runner: &mut runner,
+        runner: &mut runners.host,
         reporter: reporter.as_mut(),
         cancel,
     };

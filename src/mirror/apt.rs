@@ -1,6 +1,7 @@
-//! Sources that a distribution's archive carries, fetched through the host's
-//! own package tool: `apt-get source --download-only PKG=VERSION`. No archive
-//! host is ever written down; apt's configuration decides.
+//! Files that a distribution's archive carries, fetched through the host's
+//! own package tool: `apt-get source --download-only PKG=VERSION` for source
+//! packages, `apt-get download PKG=VERSION` for binary ones. No archive host
+//! is ever written down; apt's configuration decides.
 
 use std::path::Path;
 
@@ -15,7 +16,12 @@ impl Fetcher for AptFetcher {
             .apt
             .iter()
             .map(|a| Attempt {
-                label: format!("apt-get source {}={}", a.package, a.version),
+                label: format!(
+                    "apt-get {} {}={}",
+                    if a.binary { "download" } else { "source" },
+                    a.package,
+                    a.version
+                ),
                 locator: format!("{}={}", a.package, a.version),
             })
             .collect()
@@ -34,8 +40,13 @@ impl Fetcher for AptFetcher {
             .prefix("apt-")
             .tempdir_in(parent)
             .map_err(|e| e.to_string())?;
-        let output = std::process::Command::new("apt-get")
-            .args(["source", "--download-only", "-q"])
+        let mut command = std::process::Command::new("apt-get");
+        if apt.binary {
+            command.args(["download", "-q"]);
+        } else {
+            command.args(["source", "--download-only", "-q"]);
+        }
+        let output = command
             .arg(&attempt.locator)
             .current_dir(work.path())
             .stdin(std::process::Stdio::null())

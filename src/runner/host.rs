@@ -117,8 +117,8 @@ impl Runner for HostRunner {
                 .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
         }
         buildtree::prepare(step, &job.sources, &job.work.join("build"))?;
-        for tree in &job.sysroot_trees {
-            link_tree(tree, &job.work.join("sysroot"))?;
+        for tree in job.stage_trees() {
+            link_tree(&tree, &job.work.join("sysroot"))?;
         }
         let script = job.work.join("step.sh");
         fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;

@@ -2,6 +2,7 @@
 //! a foreign architecture) is one new module implementing [`Runner`].
 
 pub mod host;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,12 +11,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::Result;
 use crate::plan::PlannedStep;
 
+/// A step that ran before this one, by its checkpoint.
+#[derive(Debug, Clone)]
+pub struct Earlier {
+    pub id: String,
+    pub stage: String,
+    /// The checkpoint's directory; its output files are in `tree/`.
+    pub dir: PathBuf,
+}
+
+impl Earlier {
+    pub fn tree(&self) -> PathBuf {
+        self.dir.join("tree")
+    }
+}
+
 /// Everything a runner needs for one step. The sources are verified mirror
-/// files; `sysroot_trees` are the outputs of the stage's earlier steps, in order.
+/// files; `earlier` are the checkpoints of every step before it, in order.
 pub struct StepJob<'a> {
     pub planned: &'a PlannedStep,
     pub sources: Vec<(String, PathBuf)>,
-    pub sysroot_trees: Vec<PathBuf>,
+    pub earlier: Vec<Earlier>,
     pub source_date_epoch: u64,
     pub jobs: usize,
     /// Scratch space for this step, emptied before it runs.
@@ -48,6 +64,37 @@ impl StepJob<'_> {
     /// Where the runner leaves the step's output tree.
     pub fn out(&self) -> PathBuf {
         self.work.join("out")
+    }
+
+    /// Where the runner leaves other files the checkpoint keeps (a VM step's
+    /// disk); they are committed beside the tree and verified on load.
+    pub fn extras(&self) -> PathBuf {
+        self.work.join("extras")
+    }
+
+    /// The output trees of the earlier steps of this step's stage, in order.
+    pub fn stage_trees(&self) -> Vec<PathBuf> {
+        let stage = &self.planned.chain_step.stage;
+        self.earlier
+            .iter()
+            .filter(|e| &e.stage == stage)
+            .map(Earlier::tree)
+            .collect()
+    }
+}
+
+/// The runners of a run, one per kind of stage.
+pub struct Runners {
+    pub host: host::HostRunner,
+    pub vm: vm::VmRunner,
+}
+
+impl Runners {
+    pub fn for_kind(&mut self, kind: crate::target::RunnerKind) -> &mut dyn Runner {
+        match kind {
+            crate::target::RunnerKind::Host => &mut self.host,
+            crate::target::RunnerKind::Vm => &mut self.vm,
+        }
     }
 }
 

@@ -1,0 +1,657 @@
+//! The VM runner: each step of a `vm` stage runs in a qemu guest booted for
+//! it. The guest's root disk is a qcow2 overlay on the previous step's disk
+//! (on a base disk made from the earlier stages' outputs, for the first
+//! step), so a step's checkpoint is its output tree plus that overlay, and
+//! resuming is booting from the last good overlay. See docs/vm-checkpoints.md
+//! for why a cold boot per step rather than live snapshots.
+//!
+//! The guest agent (`vm/agent`) reads the step from a disk with serial
+//! `job`, reports over a virtio-serial port, and writes the step's output as
+//! a tar to a disk with serial `out`. QMP tells stagebuild about panics and
+//! lets it stop the guest.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::host::log_tail;
+use super::{Cancel, Earlier, Runner, StepJob};
+use crate::buildtree;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{fresh_dir, link_tree};
+use crate::qmp::Qmp;
+use crate::target::VmSettings;
+
+/// The name the agent looks for among the virtio-serial ports.
+const CONTROL_PORT: &str = "org.stagebuild.ctl";
+/// Lines of the guest console shown when something goes wrong.
+const CONSOLE_LINES: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    /// KVM if a probe boot shows that guests run under it, else TCG.
+    Auto,
+}
+
+pub struct VmRunner {
+    /// The guest agent, copied into every base disk.
+    pub agent: PathBuf,
+    pub accel: Accel,
+    /// What a probe found, once per run.
+    probed: Option<&'static str>,
+}
+
+impl VmRunner {
+    pub fn new(agent: PathBuf, accel: Accel) -> VmRunner {
+        VmRunner {
+            agent,
+            accel,
+            probed: None,
+        }
+    }
+
+    fn accelerator(&mut self, kernel: &Path, work: &Path) -> &'static str {
+        if self.accel == Accel::Tcg {
+            return "tcg";
+        }
+        self.probed.get_or_insert_with(|| {
+            if kvm_boots(kernel, work) {
+                "kvm"
+            } else {
+                "tcg"
+            }
+        })
+    }
+}
+
+/// Whether a kernel starts printing under KVM within a few seconds. On some
+/// hosts /dev/kvm opens but guests hang before their first instruction.
+fn kvm_boots(kernel: &Path, work: &Path) -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let log = work.join("kvm-probe.log");
+    let child = Command::new("qemu-system-x86_64")
+        .args([
+            "-machine",
+            "q35",
+            "-accel",
+            "kvm",
+            "-m",
+            "256M",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut booted = false;
+    while Instant::now() < deadline && !booted {
+        booted = fs::read_to_string(&log).is_ok_and(|l| l.contains("Linux version"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = fs::remove_file(&log);
+    booted
+}
+
+/// qemu, killed when this is dropped (and, through PDEATHSIG, when
+/// stagebuild itself dies).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .io_context(|| format!("running {program} (Debian: e2fsprogs, qemu-utils)"))?;
+    if !output.status.success() {
+        return Err(Error::Other(format!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Single-quotes a value for the guest's shell.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+impl Runner for VmRunner {
+    fn name(&self) -> String {
+        "vm (qemu)".to_string()
+    }
+
+    fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
+        let chain_step = &job.planned.chain_step;
+        let settings = chain_step.vm.clone().expect("a vm stage has vm settings");
+        let id = job.planned.id();
+        fresh_dir(&job.work)?;
+        for dir in ["extras", "build", "out"] {
+            fs::create_dir(job.work.join(dir))
+                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
+        }
+
+        let kernel = earlier_file(job, &settings.kernel)?;
+        let initrd = settings
+            .initrd
+            .as_deref()
+            .map(|r| earlier_file(job, r))
+            .transpose()?;
+
+        // The root disk: an overlay on the previous step's disk, or on a new
+        // base disk made from the earlier stages' outputs.
+        let previous = job
+            .earlier
+            .iter()
+            .rev()
+            .find(|e| e.stage == chain_step.stage);
+        let (backing, backing_relative) = match previous {
+            Some(e) => {
+                let key = e
+                    .dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                (e.dir.join("disk.qcow2"), format!("../{key}/disk.qcow2"))
+            }
+            None => {
+                let base = job.extras().join("base.qcow2");
+                self.make_base_disk(job, &settings, &base)?;
+                (base, "base.qcow2".to_string())
+            }
+        };
+        let disk = job.extras().join("disk.qcow2");
+        run_tool(
+            "qemu-img",
+            &[
+                "create".as_ref(),
+                "-q".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "-F".as_ref(),
+                "qcow2".as_ref(),
+                "-b".as_ref(),
+                backing.as_os_str(),
+                disk.as_os_str(),
+            ],
+        )?;
+
+        let job_disk = self.make_job_disk(job)?;
+        let out_disk = job.work.join("out.raw");
+        fs::File::create(&out_disk)
+            .and_then(|f| f.set_len(u64::from(settings.disk) << 20))
+            .io_context(|| format!("creating {}", out_disk.display()))?;
+
+        let console = job.log.with_extension("console.log");
+        rotate(&console)?;
+        rotate(&job.log)?;
+        let mut log =
+            fs::File::create(&job.log).io_context(|| format!("creating {}", job.log.display()))?;
+        let accel = self.accelerator(&kernel, &job.work);
+        writeln!(
+            log,
+            "# stagebuild step {id} in a VM ({accel})\n# key {}\n# kernel {}\n# console {}",
+            job.planned.key,
+            kernel.display(),
+            console.display()
+        )
+        .io_context(|| format!("writing {}", job.log.display()))?;
+
+        let guest = Guest {
+            id,
+            console: console.clone(),
+            settings: &settings,
+            timeout: Duration::from_secs(
+                chain_step
+                    .step
+                    .definition
+                    .timeout
+                    .unwrap_or(settings.step_timeout),
+            ),
+        };
+        let qemu = guest.start(
+            job,
+            accel,
+            &kernel,
+            initrd.as_deref(),
+            &disk,
+            &job_disk,
+            &out_disk,
+        )?;
+        let code = guest.supervise(qemu, &mut log, cancel)?;
+        if code != 0 {
+            return Err(Error::StepFailed {
+                step: id.to_string(),
+                status: format!("exit code {code} in the guest"),
+                tail: log_tail(&job.log, 30),
+                log: job.log.clone(),
+            });
+        }
+
+        // The output tar the agent wrote, checked like any archive.
+        let out =
+            fs::File::open(&out_disk).io_context(|| format!("opening {}", out_disk.display()))?;
+        crate::archive::unpack_tar(std::io::BufReader::new(out), &job.out())
+            .map_err(|e| Error::Other(format!("step {id}: the guest's output: {e}")))?;
+        // Backing files are named relative to the overlay, so the state
+        // directory can move.
+        run_tool(
+            "qemu-img",
+            &[
+                "rebase".as_ref(),
+                "-u".as_ref(),
+                "-F".as_ref(),
+                "qcow2".as_ref(),
+                "-b".as_ref(),
+                backing_relative.as_ref(),
+                disk.as_os_str(),
+            ],
+        )?;
+        for scratch in [job_disk, out_disk] {
+            let _ = fs::remove_file(scratch);
+        }
+        fresh_dir(&job.work.join("build"))
+    }
+}
+
+impl VmRunner {
+    /// An ext4 disk holding the earlier stages' outputs and the agent, made
+    /// without mounting anything (`mke2fs -d`), then converted to qcow2.
+    fn make_base_disk(&self, job: &StepJob, settings: &VmSettings, base: &Path) -> Result<()> {
+        let root = job.work.join("rootfs");
+        fresh_dir(&root)?;
+        let stage = &job.planned.chain_step.stage;
+        for earlier in job.earlier.iter().filter(|e| &e.stage != stage) {
+            link_tree(&earlier.tree(), &root)?;
+        }
+        for dir in ["proc", "sys", "dev", "tmp", "build", "stagebuild"] {
+            fs::create_dir_all(root.join(dir))
+                .io_context(|| format!("creating {dir} in the root disk"))?;
+        }
+        let agent = root.join("stagebuild/agent");
+        fs::copy(&self.agent, &agent).io_context(|| format!("copying {}", self.agent.display()))?;
+        fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .io_context(|| format!("setting the mode of {}", agent.display()))?;
+        let raw = job.work.join("base.raw");
+        run_tool(
+            "mke2fs",
+            &[
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-t".as_ref(),
+                "ext4".as_ref(),
+                "-L".as_ref(),
+                "root".as_ref(),
+                "-d".as_ref(),
+                root.as_os_str(),
+                raw.as_os_str(),
+                format!("{}M", settings.disk).as_ref(),
+            ],
+        )?;
+        run_tool(
+            "qemu-img",
+            &[
+                "convert".as_ref(),
+                "-O".as_ref(),
+                "qcow2".as_ref(),
+                raw.as_os_str(),
+                base.as_os_str(),
+            ],
+        )?;
+        fs::remove_file(&raw).io_context(|| format!("removing {}", raw.display()))?;
+        crate::fsutil::remove_tree(&root)
+    }
+
+    /// The step as a tar: its prepared build directory, with the script and
+    /// environment the agent runs under `.stagebuild/`.
+    fn make_job_disk(&self, job: &StepJob) -> Result<PathBuf> {
+        let step = &job.planned.chain_step.step;
+        let build = job.work.join("build");
+        buildtree::prepare(step, &job.sources, &build)?;
+        let meta = build.join(".stagebuild");
+        fs::create_dir_all(&meta).io_context(|| format!("creating {}", meta.display()))?;
+        fs::write(meta.join("step.sh"), step.script())
+            .io_context(|| "writing the step's script")?;
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
+            ("HOME", "/build".to_string()),
+            ("TZ", "UTC".to_string()),
+            ("LC_ALL", "C".to_string()),
+            ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
+            ("OUT", "/stagebuild/out".to_string()),
+            ("JOBS", "1".to_string()),
+            (
+                "STAGEBUILD_WORKDIR",
+                Path::new("/build")
+                    .join(step.definition.workdir.as_deref().unwrap_or(""))
+                    .display()
+                    .to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(pass) = job.planned.chain_step.pass {
+            env.insert("PASS".into(), pass.to_string());
+        }
+        env.extend(step.definition.env.clone());
+        let exports: String = env
+            .iter()
+            .map(|(k, v)| format!("export {k}={}\n", quoted(v)))
+            .collect();
+        fs::write(meta.join("env"), exports).io_context(|| "writing the step's environment")?;
+
+        let tar_path = job.work.join("job.tar");
+        let file = fs::File::create(&tar_path)
+            .io_context(|| format!("creating {}", tar_path.display()))?;
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", &build)
+            .and_then(|()| builder.into_inner()?.flush())
+            .io_context(|| format!("writing {}", tar_path.display()))?;
+        Ok(tar_path)
+    }
+}
+
+/// A step's file from an earlier step's output: `STEP:PATH`.
+fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
+    let (step, path) = VmSettings::file_ref(reference).expect("checked when the target was loaded");
+    let earlier: &Earlier = job.earlier.iter().find(|e| e.id == step).ok_or_else(|| {
+        Error::Other(format!(
+            "{reference}: step {step} has not run before this stage"
+        ))
+    })?;
+    let file = earlier.tree().join(path);
+    if !file.is_file() {
+        return Err(Error::Other(format!(
+            "{reference}: {step}'s output has no {path}"
+        )));
+    }
+    Ok(file)
+}
+
+/// Keeps the previous attempt's file beside the new one.
+fn rotate(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+    }
+    if path.exists() {
+        let previous = PathBuf::from(format!("{}.previous", path.display()));
+        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
+    }
+    Ok(())
+}
+
+struct Guest<'a> {
+    id: &'a str,
+    console: PathBuf,
+    settings: &'a VmSettings,
+    timeout: Duration,
+}
+
+impl Guest<'_> {
+    fn fail(&self, problem: impl Into<String>) -> Error {
+        Error::Vm {
+            step: self.id.to_string(),
+            problem: problem.into(),
+            tail: log_tail(&self.console, CONSOLE_LINES),
+            console: self.console.clone(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        job: &StepJob,
+        accel: &str,
+        kernel: &Path,
+        initrd: Option<&Path>,
+        disk: &Path,
+        job_disk: &Path,
+        out_disk: &Path,
+    ) -> Result<(Qemu, Qmp, UnixStream)> {
+        let qmp_socket = job.work.join("qmp.sock");
+        let ctl_socket = job.work.join("ctl.sock");
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-machine",
+            "q35",
+            "-accel",
+            accel,
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args(["-display", "none", "-no-reboot"])
+        .args(["-m", &format!("{}M", self.settings.memory)])
+        .arg("-kernel")
+        .arg(kernel)
+        .args([
+            "-append",
+            format!("console=ttyS0 panic=-1 quiet {}", self.settings.append).trim_end(),
+        ])
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
+        .arg("-chardev")
+        .arg(format!("file,id=console,path={}", self.console.display()))
+        .args(["-serial", "chardev:console"])
+        .args(["-device", "virtio-serial-pci,id=vser0"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=ctl,path={},server=on,wait=off",
+            ctl_socket.display()
+        ))
+        .args([
+            "-device",
+            &format!("virtserialport,bus=vser0.0,chardev=ctl,name={CONTROL_PORT}"),
+        ])
+        .args(["-device", "pvpanic", "-action", "panic=shutdown"]);
+        if let Some(initrd) = initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        for (node, file, format, serial, read_only) in [
+            ("root", disk, "qcow2", "root", false),
+            ("job", job_disk, "raw", "job", true),
+            ("out", out_disk, "raw", "out", false),
+        ] {
+            cmd.arg("-blockdev").arg(format!(
+                "driver=file,filename={},node-name={node}-file,read-only={}",
+                file.display(),
+                if read_only { "on" } else { "off" }
+            ));
+            cmd.arg("-blockdev").arg(format!(
+                "driver={format},file={node}-file,node-name={node},read-only={}",
+                if read_only { "on" } else { "off" }
+            ));
+            cmd.args([
+                "-device",
+                &format!("virtio-blk-pci,drive={node},serial={serial}"),
+            ]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .spawn()
+            .io_context(|| "starting qemu-system-x86_64 (Debian: qemu-system-x86)")?;
+        let mut qemu = Qemu(child);
+        let qmp = match Qmp::connect(&qmp_socket, Duration::from_secs(30)) {
+            Ok(qmp) => qmp,
+            Err(e) => {
+                let stderr = qemu_stderr(&mut qemu);
+                return Err(self.fail(format!("qemu did not start: {e}{stderr}")));
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ctl = loop {
+            match UnixStream::connect(&ctl_socket) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => {
+                    return Err(self.fail(format!("cannot reach the guest's control channel: {e}")));
+                }
+            }
+        };
+        Ok((qemu, qmp, ctl))
+    }
+
+    /// Follows the guest until it ends: returns the step's exit code, or an
+    /// error for a boot timeout, a step timeout, a panic or a qemu crash.
+    fn supervise(
+        &self,
+        (mut qemu, mut qmp, ctl): (Qemu, Qmp, UnixStream),
+        log: &mut fs::File,
+        cancel: &Cancel,
+    ) -> Result<i32> {
+        ctl.set_read_timeout(Some(Duration::from_millis(100)))
+            .io_context(|| "configuring the control channel")?;
+        let mut reader = BufReader::new(ctl);
+        let mut line = String::new();
+        let started = Instant::now();
+        let mut hello: Option<Instant> = None;
+        let mut code: Option<i32> = None;
+        let mut done = false;
+        let mut panicked = false;
+        let boot_timeout = Duration::from_secs(self.settings.boot_timeout);
+        loop {
+            match reader.read_line(&mut line) {
+                // The guest has the port closed (booting, or done).
+                Ok(0) => std::thread::sleep(Duration::from_millis(50)),
+                Ok(_) if line.ends_with('\n') => {
+                    let message = std::mem::take(&mut line);
+                    let message = message.trim_end_matches('\n');
+                    let (word, rest) = message.split_once(' ').unwrap_or((message, ""));
+                    match word {
+                        "HELLO" => {
+                            hello = Some(Instant::now());
+                            let _ = writeln!(
+                                log,
+                                "# guest up after {:.1}s: {rest}",
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        "LOG" => {
+                            let _ = writeln!(log, "{rest}");
+                        }
+                        "EXIT" => code = rest.trim().parse().ok(),
+                        "DONE" => done = true,
+                        _ => {
+                            let _ = writeln!(log, "# unexpected from the agent: {message}");
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => {}
+            }
+            while let Some(event) = qmp
+                .next_event(Duration::ZERO)
+                .map_err(|e| self.fail(e.to_string()))?
+            {
+                if event.name == "GUEST_PANICKED" {
+                    panicked = true;
+                }
+            }
+            if let Some(status) = qemu.0.try_wait().io_context(|| "waiting for qemu")? {
+                let stderr = qemu_stderr(&mut qemu);
+                let console = fs::read_to_string(&self.console).unwrap_or_default();
+                if panicked || console.contains("Kernel panic") {
+                    return Err(self.fail("the guest kernel panicked"));
+                }
+                return match (code, done) {
+                    (Some(0), true) => Ok(0),
+                    (Some(code), _) if code != 0 => Ok(code),
+                    _ if hello.is_none() => Err(self.fail(format!(
+                        "the guest stopped before its agent started ({status}){stderr}"
+                    ))),
+                    _ => Err(self.fail(format!(
+                        "qemu ended before the step finished ({status}){stderr}"
+                    ))),
+                };
+            }
+            if cancel.is_set() {
+                let _ = qmp.execute("quit", None);
+                let _ = writeln!(log, "# stagebuild: interrupted");
+                return Err(Error::Interrupted {
+                    step: self.id.to_string(),
+                });
+            }
+            match hello {
+                None if started.elapsed() > boot_timeout => {
+                    return Err(self.fail(format!(
+                        "the guest did not start its agent within {}s (boot timeout)",
+                        boot_timeout.as_secs()
+                    )));
+                }
+                Some(up) if code.is_none() && up.elapsed() > self.timeout => {
+                    let _ = writeln!(log, "# stagebuild: the step ran past its timeout");
+                    return Err(self.fail(format!(
+                        "the step ran past its timeout of {}s",
+                        self.timeout.as_secs()
+                    )));
+                }
+                // After EXIT the agent writes the output and syncs; that is
+                // bounded by the boot timeout.
+                Some(up) if code.is_some() && up.elapsed() > self.timeout + boot_timeout => {
+                    return Err(self.fail("the guest did not shut down after the step"));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What qemu said on stderr, if anything, as a suffix for a message.
+fn qemu_stderr(qemu: &mut Qemu) -> String {
+    let _ = qemu.0.kill();
+    let mut text = String::new();
+    if let Some(mut stderr) = qemu.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
