@@ -154,12 +154,13 @@ fn demo_killed_during_busybox_resumes_to_identical_manifests() {
         .assert()
         .success()
         .stderr(
-            predicate::str::contains("[1/4] linux-headers: restored from checkpoint")
+            predicate::str::contains("[1/9] linux-headers: restored from checkpoint")
                 .and(predicate::str::contains(
-                    "[2/4] musl: restored from checkpoint",
+                    "[2/9] musl: restored from checkpoint",
                 ))
-                .and(predicate::str::contains("[3/4] busybox: built"))
-                .and(predicate::str::contains("[4/4] kexec-tools: built")),
+                .and(predicate::str::contains("[3/9] busybox: built"))
+                .and(predicate::str::contains("[4/9] kexec-tools: built"))
+                .and(predicate::str::contains("[9/9] bzip2-check: built")),
         );
     assert_eq!(manifests(&state, "demo"), reference);
 }
@@ -169,7 +170,7 @@ fn demo_killed_during_busybox_resumes_to_identical_manifests() {
 fn demo_plan_after_editing_busybox_invalidates_it_and_what_follows() {
     let state = built_demo();
     let project = scratch("demo-edited-project");
-    for entry in ["steps", "patches", "sources.lock"] {
+    for entry in ["steps", "patches", "files", "vm", "sources.lock"] {
         let status = Command::new("cp")
             .arg("-a")
             .arg(repo().join(entry))
@@ -220,6 +221,23 @@ fn demo_plan_after_editing_busybox_invalidates_it_and_what_follows() {
                 "invalidated",
                 "an earlier step changed (busybox)"
             ),
+            ("tcc", "invalidated", "an earlier step changed (busybox)"),
+            (
+                "guest-kernel",
+                "invalidated",
+                "an earlier step changed (busybox)"
+            ),
+            (
+                "guest-initramfs",
+                "invalidated",
+                "an earlier step changed (busybox)"
+            ),
+            ("bzip2", "invalidated", "an earlier step changed (busybox)"),
+            (
+                "bzip2-check",
+                "invalidated",
+                "an earlier step changed (busybox)"
+            ),
         ]
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
@@ -247,7 +265,7 @@ fn import_adopts_debian_orig_tarballs_by_checksum_whatever_their_names() {
             debian.join(orig).display()
         ));
     }
-    assert_eq!(expected.len(), 4);
+    assert_eq!(expected.len(), 7);
     let empty = scratch("imported-mirror");
     let out = assert_cmd::Command::cargo_bin("stagebuild")
         .unwrap()
@@ -293,6 +311,7 @@ fn every_demo_step_is_reproducible_under_the_audit_variations() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|s| s["stage"] == "host")
         .map(|s| {
             (
                 s["id"].as_str().unwrap(),
@@ -306,10 +325,257 @@ fn every_demo_step_is_reproducible_under_the_audit_variations() {
             ("linux-headers", true),
             ("musl", true),
             ("busybox", true),
-            ("kexec-tools", true)
+            ("kexec-tools", true),
+            ("tcc", true),
+            ("guest-kernel", true),
+            ("guest-initramfs", true),
         ]
     );
     // Every variation was applied on this machine: none was skipped.
     assert_eq!(report["not_varied"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["variations"].as_array().unwrap().len(), 8);
+}
+
+/// A copy of the uninterrupted build's state, to change without disturbing it.
+fn copy_of_built_state(name: &str) -> PathBuf {
+    let state = built_demo();
+    let copy = scratch(name).join("state");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(state)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = fs::remove_dir_all(copy.join("audit"));
+    copy
+}
+
+fn log_of(state: &Path, name: &str) -> String {
+    fs::read_to_string(state.join("logs/demo").join(name)).unwrap_or_default()
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn demo_compiles_bzip2_in_the_guest_and_the_result_runs() {
+    let state = built_demo();
+    let log = log_of(state, "08-bzip2.log");
+    assert!(
+        log.contains("# guest up after") && log.contains(": x86_64 6.1.0-56-cloud-amd64"),
+        "{log}"
+    );
+    assert!(log.contains("+ tcc -static -o bzip2 "), "{log}");
+    assert!(
+        log.contains("\ncompiled in the guest by tcc version 0.9.27 (x86_64 Linux)\n"),
+        "{log}"
+    );
+    let check = log_of(state, "09-bzip2-check.log");
+    assert!(check.contains("+ cmp sample3.tst sample3.ref"), "{check}");
+    // The guest-built bzip2 is static: it runs on the host too.
+    let bzip2 = checkpoint_tree(state, "bzip2").join("usr/bin/bzip2");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo round trip | '{0}' -c | '{0}' -dc",
+            bzip2.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "round trip\n");
+    let record = checkpoint_tree(state, "bzip2-check").join("usr/share/stagebuild/bzip2-check");
+    assert_eq!(fs::read_to_string(record).unwrap().lines().count(), 6);
+}
+
+fn qemu_processes_for(state: &Path) -> Vec<String> {
+    let marker = state.display().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.starts_with("qemu-system") && cmdline.contains(&marker)).then_some(cmdline)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn demo_killed_during_the_second_vm_step_resumes_from_the_first_vm_checkpoint() {
+    let reference = manifests(built_demo(), "demo");
+    let state = copy_of_built_state("demo-vm-killed");
+    // Throw the last step's checkpoint away, so that the next run builds it.
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
+    let last = record["steps"]["bzip2-check"]["key"].as_str().unwrap();
+    fs::remove_dir_all(state.join("checkpoints").join(last)).unwrap();
+
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("stagebuild"))
+        .arg("--project")
+        .arg(repo())
+        .arg("--state")
+        .arg(&state)
+        .arg("--mirror")
+        .arg(mirror())
+        .args(["run", "--target", "demo", "--resume"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !log_of(&state, "09-bzip2-check.log").contains("=== stagebuild: build ===") {
+        assert!(
+            Instant::now() < deadline,
+            "the second vm step never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the second vm step ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !qemu_processes_for(&state).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "qemu outlived stagebuild: {:?}",
+            qemu_processes_for(&state)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    stagebuild(&state)
+        .args(["run", "--target", "demo", "--resume"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("[8/9] bzip2: restored from checkpoint")
+                .and(predicate::str::contains("[9/9] bzip2-check: built"))
+                .and(predicate::str::contains("[8/9] bzip2: built").not()),
+        );
+    let log = log_of(&state, "09-bzip2-check.log");
+    assert!(log.contains("# guest up after"), "{log}");
+    assert_eq!(manifests(&state, "demo"), reference);
+}
+
+/// A project like the repository's with one more target: the demo's host
+/// stage (restored from the shared build), then a VM stage of `vm_steps`.
+fn project_with_vm_target(name: &str, steps: &[(&str, &str)]) -> PathBuf {
+    let project = scratch(name);
+    for entry in ["steps", "patches", "files", "vm", "sources.lock"] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(repo().join(entry))
+            .arg(&project)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let demo = fs::read_to_string(project.join("steps/targets/demo.yaml")).unwrap();
+    let host_and_vm_header = &demo[..demo.find("    steps:\n      - bzip2").unwrap()];
+    let mut target = host_and_vm_header.replace("name: demo", "name: faulty");
+    target.push_str("    steps:\n");
+    for (id, body) in steps {
+        fs::write(project.join("steps").join(format!("{id}.yaml")), body).unwrap();
+        target.push_str(&format!("      - {id}\n"));
+    }
+    fs::write(project.join("steps/targets/faulty.yaml"), target).unwrap();
+    project
+}
+
+fn run_faulty(project: &Path, state: &Path, resume: bool) -> assert_cmd::assert::Assert {
+    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
+    cmd.arg("--project")
+        .arg(project)
+        .arg("--state")
+        .arg(state)
+        .arg("--mirror")
+        .arg(mirror());
+    cmd.args(["run", "--target", "faulty"]);
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd.timeout(Duration::from_secs(600)).assert()
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn a_guest_panic_and_a_step_timeout_end_the_run_with_the_console_and_resume_after_the_fix() {
+    let state = copy_of_built_state("demo-vm-faults");
+    let project = project_with_vm_target(
+        "demo-vm-faults-project",
+        &[
+            (
+                "first",
+                "name: first\nversion: \"1\"\ndescription: Works.\nbuild: |\n  mkdir -p \"$OUT/etc\"\n  echo first > \"$OUT/etc/first\"\n",
+            ),
+            (
+                "crash",
+                "name: crash\nversion: \"1\"\ndescription: Panics the guest kernel.\nbuild: |\n  echo about to panic\n  echo c > /proc/sysrq-trigger\n  sleep 600\n",
+            ),
+        ],
+    );
+    let started = Instant::now();
+    let out = run_faulty(&project, &state, false).code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+    for expected in [
+        "[8/9] first: built",
+        "step crash: the guest kernel panicked",
+        "last lines of the guest console:",
+        "sysrq_handle_crash",
+        "full console log: ",
+        "09-crash.console.log",
+        "to resume from here: stagebuild",
+        "run --target faulty --resume",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+    let tail_lines = stderr
+        .split("last lines of the guest console:")
+        .nth(1)
+        .unwrap()
+        .split("full console log")
+        .next()
+        .unwrap()
+        .lines()
+        .count();
+    assert!(tail_lines <= 41, "{tail_lines} lines of console");
+
+    // Fixed, it resumes from the first vm step's checkpoint.
+    fs::write(
+        project.join("steps/crash.yaml"),
+        "name: crash\nversion: \"1\"\ndescription: No longer panics.\nbuild: |\n  cat /etc/first > \"$OUT/seen-first\"\n",
+    )
+    .unwrap();
+    run_faulty(&project, &state, true).success().stderr(
+        predicate::str::contains("[8/9] first: restored from checkpoint")
+            .and(predicate::str::contains("[9/9] crash: built")),
+    );
+
+    // A step that outlives its timeout.
+    fs::write(
+        project.join("steps/crash.yaml"),
+        "name: crash\nversion: \"2\"\ndescription: Sleeps too long.\ntimeout: 5\nbuild: |\n  echo sleeping\n  sleep 600\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    run_faulty(&project, &state, true).code(1).stderr(
+        predicate::str::contains("step crash: the step ran past its timeout of 5s")
+            .and(predicate::str::contains("last lines of the guest console:"))
+            .and(predicate::str::contains("to resume from here:")),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5 + 30 + 30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(qemu_processes_for(&state).is_empty());
+    assert!(log_of(&state, "../faulty/09-crash.log").contains("sleeping"));
 }

@@ -45,10 +45,13 @@ pub fn text(report: &AuditReport) -> String {
         let _ = writeln!(out, "  not varied: {v}");
     }
     for step in &report.steps {
-        let verdict = if step.reproducible {
-            "reproducible"
-        } else {
-            "NOT reproducible"
+        let verdict = match (&step.skipped, step.reproducible) {
+            (Some(why), _) => {
+                let _ = writeln!(out, "step {}: not audited: {why}", step.id);
+                continue;
+            }
+            (None, true) => "reproducible",
+            (None, false) => "NOT reproducible",
         };
         let _ = writeln!(out, "step {}: {verdict}", step.id);
         if let Some(failure) = &step.failure {
