@@ -579,3 +579,62 @@ fn a_guest_panic_and_a_step_timeout_end_the_run_with_the_console_and_resume_afte
     assert!(qemu_processes_for(&state).is_empty());
     assert!(log_of(&state, "../faulty/09-crash.log").contains("sleeping"));
 }
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest many times"]
+fn sigkill_at_random_moments_in_the_vm_stage_then_resume_gives_the_uninterrupted_result() {
+    let reference = manifests(built_demo(), "demo");
+    let state = copy_of_built_state("demo-vm-random-kills");
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
+    for step in ["bzip2", "bzip2-check"] {
+        let key = record["steps"][step]["key"].as_str().unwrap();
+        fs::remove_dir_all(state.join("checkpoints").join(key)).unwrap();
+    }
+    let kills: u64 = std::env::var("STAGEBUILD_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut seed: u64 = std::env::var("STAGEBUILD_FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0f0b);
+    eprintln!("seed {seed:#x}, {kills} kills");
+    for kill in 0..kills {
+        // xorshift: a repeatable sequence of moments within a VM stage's run.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(seed % 9000);
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("stagebuild"))
+            .arg("--project")
+            .arg(repo())
+            .arg("--state")
+            .arg(&state)
+            .arg("--mirror")
+            .arg(mirror())
+            .args(["run", "--target", "demo", "--resume"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !qemu_processes_for(&state).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "kill {kill}: qemu outlived stagebuild"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("kill {kill} after {delay:?}");
+    }
+    stagebuild(&state)
+        .args(["run", "--target", "demo", "--resume"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+    assert_eq!(manifests(&state, "demo"), reference);
+}
