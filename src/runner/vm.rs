@@ -123,9 +123,10 @@ impl Drop for Qemu {
     }
 }
 
-fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
-    let output = Command::new(program)
-        .args(args)
+/// Runs a disk tool (mke2fs, qemu-img) and turns its failure into an error.
+fn run_tool(cmd: &mut Command) -> Result<()> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let output = cmd
         .stdin(Stdio::null())
         .output()
         .io_context(|| format!("running {program} (Debian: e2fsprogs, qemu-utils)"))?;
@@ -189,18 +190,10 @@ impl Runner for VmRunner {
         };
         let disk = job.extras().join("disk.qcow2");
         run_tool(
-            "qemu-img",
-            &[
-                "create".as_ref(),
-                "-q".as_ref(),
-                "-f".as_ref(),
-                "qcow2".as_ref(),
-                "-F".as_ref(),
-                "qcow2".as_ref(),
-                "-b".as_ref(),
-                backing.as_os_str(),
-                disk.as_os_str(),
-            ],
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                .arg(&backing)
+                .arg(&disk),
         )?;
 
         let job_disk = self.make_job_disk(job)?;
@@ -263,16 +256,9 @@ impl Runner for VmRunner {
         // Backing files are named relative to the overlay, so the state
         // directory can move.
         run_tool(
-            "qemu-img",
-            &[
-                "rebase".as_ref(),
-                "-u".as_ref(),
-                "-F".as_ref(),
-                "qcow2".as_ref(),
-                "-b".as_ref(),
-                backing_relative.as_ref(),
-                disk.as_os_str(),
-            ],
+            Command::new("qemu-img")
+                .args(["rebase", "-u", "-F", "qcow2", "-b", &backing_relative])
+                .arg(&disk),
         )?;
         for scratch in [job_disk, out_disk] {
             let _ = fs::remove_file(scratch);
@@ -301,29 +287,17 @@ impl VmRunner {
             .io_context(|| format!("setting the mode of {}", agent.display()))?;
         let raw = job.work.join("base.raw");
         run_tool(
-            "mke2fs",
-            &[
-                "-q".as_ref(),
-                "-F".as_ref(),
-                "-t".as_ref(),
-                "ext4".as_ref(),
-                "-L".as_ref(),
-                "root".as_ref(),
-                "-d".as_ref(),
-                root.as_os_str(),
-                raw.as_os_str(),
-                format!("{}M", settings.disk).as_ref(),
-            ],
+            Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-L", "root", "-d"])
+                .arg(&root)
+                .arg(&raw)
+                .arg(format!("{}M", settings.disk)),
         )?;
         run_tool(
-            "qemu-img",
-            &[
-                "convert".as_ref(),
-                "-O".as_ref(),
-                "qcow2".as_ref(),
-                raw.as_os_str(),
-                base.as_os_str(),
-            ],
+            Command::new("qemu-img")
+                .args(["convert", "-O", "qcow2"])
+                .arg(&raw)
+                .arg(base),
         )?;
         fs::remove_file(&raw).io_context(|| format!("removing {}", raw.display()))?;
         crate::fsutil::remove_tree(&root)
