@@ -355,6 +355,31 @@ fn copy_of_built_state(name: &str) -> PathBuf {
     copy
 }
 
+/// Starts `run --target demo --resume` on `state` in the background.
+fn spawn_resume(state: &Path) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("stagebuild"))
+        .arg("--project")
+        .arg(repo())
+        .arg("--state")
+        .arg(state)
+        .arg("--mirror")
+        .arg(mirror())
+        .args(["run", "--target", "demo", "--resume"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Removes the checkpoints of `steps`, so that the next run builds them.
+fn forget(state: &Path, steps: &[&str]) {
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
+    for step in steps {
+        let key = record["steps"][step]["key"].as_str().unwrap();
+        fs::remove_dir_all(state.join("checkpoints").join(key)).unwrap();
+    }
+}
+
 fn log_of(state: &Path, name: &str) -> String {
     fs::read_to_string(state.join("logs/demo").join(name)).unwrap_or_default()
 }
@@ -408,23 +433,8 @@ fn qemu_processes_for(state: &Path) -> Vec<String> {
 fn demo_killed_during_the_second_vm_step_resumes_from_the_first_vm_checkpoint() {
     let reference = manifests(built_demo(), "demo");
     let state = copy_of_built_state("demo-vm-killed");
-    // Throw the last step's checkpoint away, so that the next run builds it.
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
-    let last = record["steps"]["bzip2-check"]["key"].as_str().unwrap();
-    fs::remove_dir_all(state.join("checkpoints").join(last)).unwrap();
-
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("stagebuild"))
-        .arg("--project")
-        .arg(repo())
-        .arg("--state")
-        .arg(&state)
-        .arg("--mirror")
-        .arg(mirror())
-        .args(["run", "--target", "demo", "--resume"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    forget(&state, &["bzip2-check"]);
+    let mut child = spawn_resume(&state);
     let deadline = Instant::now() + Duration::from_secs(300);
     while !log_of(&state, "09-bzip2-check.log").contains("=== stagebuild: build ===") {
         assert!(
@@ -589,12 +599,7 @@ fn a_guest_panic_and_a_step_timeout_end_the_run_with_the_console_and_resume_afte
 fn sigkill_at_random_moments_in_the_vm_stage_then_resume_gives_the_uninterrupted_result() {
     let reference = manifests(built_demo(), "demo");
     let state = copy_of_built_state("demo-vm-random-kills");
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
-    for step in ["bzip2", "bzip2-check"] {
-        let key = record["steps"][step]["key"].as_str().unwrap();
-        fs::remove_dir_all(state.join("checkpoints").join(key)).unwrap();
-    }
+    forget(&state, &["bzip2", "bzip2-check"]);
     let kills: u64 = std::env::var("STAGEBUILD_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -610,17 +615,7 @@ fn sigkill_at_random_moments_in_the_vm_stage_then_resume_gives_the_uninterrupted
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_millis(seed % 9000);
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("stagebuild"))
-            .arg("--project")
-            .arg(repo())
-            .arg("--state")
-            .arg(&state)
-            .arg("--mirror")
-            .arg(mirror())
-            .args(["run", "--target", "demo", "--resume"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_resume(&state);
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();

@@ -259,14 +259,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
     let step = fs::read_to_string(f.project().join("steps/hello.yaml")).unwrap();
     let target = fs::read_to_string(f.project().join("steps/targets/t.yaml")).unwrap();
     let lock = fs::read_to_string(f.project().join("sources.lock")).unwrap();
-    let sha = lock
-        .split("sha256: ")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let sha = common::first_sha256(&lock);
     let entry = |extra: &str| {
         format!(
             "version: 1\nsources:\n  - name: a.tar.gz\n    sha256: {sha}\n    size: 10\n    urls: [https://example.org/a.tar.gz]\n{extra}"

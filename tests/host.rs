@@ -494,28 +494,14 @@ fn bad_input_is_refused_before_anything_is_written() {
     ]);
 
     f.write("sources.lock", &lock);
-    let stored = f.mirror().join("sha256").join(
-        lock.split("sha256: ")
-            .nth(1)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    );
+    let stored = f.mirror().join("sha256").join(common::first_sha256(&lock));
     let good = fs::read(&stored).unwrap();
     let mut bad = good.clone();
     let last = bad.len() - 1;
     bad[last] ^= 1;
     fs::set_permissions(&stored, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     fs::write(&stored, &bad).unwrap();
-    let expected_sha = lock
-        .split("sha256: ")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let expected_sha = common::first_sha256(&lock);
     let actual_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bad));
     let assert = f.cmd().args(["run", "--target", "t"]).assert().code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();

@@ -210,3 +210,15 @@ pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
     out.resize(out.len() + 1024, 0);
     out
 }
+
+/// The sha256 of the first entry of a lock file's text.
+pub fn first_sha256(lock: &str) -> String {
+    let line = lock
+        .lines()
+        .find(|l| l.trim_start().starts_with("sha256: "))
+        .unwrap();
+    line.trim_start()
+        .trim_start_matches("sha256: ")
+        .trim()
+        .to_string()
+}
