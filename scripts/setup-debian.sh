@@ -23,10 +23,11 @@ fi
 apt-get update -q
 # bubblewrap: the sandbox; faketime and disorderfs: the audit's clock and
 # directory-order variations; chromium: the test that opens the audit report;
-# qemu: the VM stages and the QMP client's tests.
+# qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs.
 apt-get install -y -q --no-install-recommends \
     bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
-    curl git faketime disorderfs fuse3 chromium qemu-system-x86 qemu-utils
+    curl git faketime disorderfs fuse3 chromium qemu-system-x86 qemu-utils \
+    e2fsprogs cpio
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2
