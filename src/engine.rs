@@ -16,7 +16,6 @@ use crate::project::{Chain, Project};
 use crate::report::{Reporter, short};
 use crate::runner::{Cancel, Earlier, Runners, StepJob};
 use crate::state::{Record, StateDir};
-use crate::target::RunnerKind;
 
 pub struct RunOptions {
     pub target: String,
@@ -178,14 +177,12 @@ impl Engine<'_> {
         };
         let mut earlier: Vec<Earlier> = Vec::new();
         let mut manifests = Vec::new();
-        let mut disk_rebuilt_in_stage = false;
         let mut current_stage = None;
         for planned in &plan.steps {
             let id = planned.id();
             let chain_step = &planned.chain_step;
             if current_stage != Some(&chain_step.stage) {
                 current_stage = Some(&chain_step.stage);
-                disk_rebuilt_in_stage = false;
                 self.reporter.info(&format!(
                     "stage {} (runner: {})",
                     chain_step.stage,
@@ -193,17 +190,25 @@ impl Engine<'_> {
                 ));
             }
 
-            // A VM step's disk is an overlay on the one before it: once a step
-            // of a VM stage is rebuilt, the later steps' disks sit on a disk
-            // that no longer exists, whatever their keys say.
-            if disk_rebuilt_in_stage && store.exists(&planned.key) {
-                self.reporter.warn(&format!(
-                    "the checkpoint of {id} is layered on a disk that was rebuilt; discarding it and rebuilding"
-                ));
-                store.discard(&planned.key)?;
-            }
             let checkpoint = match store.load(&planned.key) {
-                Ok(found) => found,
+                // A checkpoint may be sound and still not fit what came before
+                // it: a VM step's disk is an overlay on the previous step's.
+                Ok(Some(found)) => match self
+                    .runners
+                    .for_kind(chain_step.runner)
+                    .fits(&found, &earlier)
+                {
+                    Ok(()) => Some(found),
+                    Err(why) => {
+                        self.reporter.warn(&format!(
+                            "the checkpoint of {id} ({}) no longer fits: {why}; discarding it and rebuilding",
+                            short(&planned.key)
+                        ));
+                        store.discard(&planned.key)?;
+                        None
+                    }
+                },
+                Ok(None) => None,
                 Err(Corrupt(why)) => {
                     self.reporter.warn(&format!(
                         "the checkpoint of {id} ({}) is damaged: {why}; discarding it and rebuilding",
@@ -257,7 +262,6 @@ impl Engine<'_> {
                     self.reporter
                         .step_built(planned.index, total, id, step_started.elapsed());
                     summary.built += 1;
-                    disk_rebuilt_in_stage = chain_step.runner == RunnerKind::Vm;
                     checkpoint
                 }
             };

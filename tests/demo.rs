@@ -637,3 +637,27 @@ fn sigkill_at_random_moments_in_the_vm_stage_then_resume_gives_the_uninterrupted
         .stderr(predicate::str::contains("warning").not());
     assert_eq!(manifests(&state, "demo"), reference);
 }
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn a_vm_checkpoint_whose_backing_disk_was_rebuilt_is_not_restored() {
+    let reference = manifests(built_demo(), "demo");
+    let state = copy_of_built_state("demo-vm-rebased");
+    // The first VM step is rebuilt (a new disk); the second's checkpoint
+    // is intact, but its overlay was made on the old disk.
+    forget(&state, &["bzip2"]);
+    stagebuild(&state)
+        .args(["run", "--target", "demo", "--resume"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("[8/9] bzip2: built")
+                .and(predicate::str::contains("the checkpoint of bzip2-check"))
+                .and(predicate::str::contains(
+                    "its disk was made on a disk that has since been rebuilt",
+                ))
+                .and(predicate::str::contains("[9/9] bzip2-check: built")),
+        );
+    assert_eq!(manifests(&state, "demo"), reference);
+}

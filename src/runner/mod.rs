@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::plan::PlannedStep;
 
@@ -102,6 +103,15 @@ pub trait Runner {
     fn name(&self) -> String;
     /// Runs the step; on success its output is in `job.out()`.
     fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()>;
+    /// Whether a verified checkpoint of a step of this runner still fits the
+    /// checkpoints before it; `Err` says why not. Host outputs always do.
+    fn fits(
+        &self,
+        _checkpoint: &Checkpoint,
+        _earlier: &[Earlier],
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Set when the user interrupts (SIGINT, SIGTERM); runners poll it and stop

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::host::log_tail;
 use super::{Cancel, Earlier, Runner, StepJob};
 use crate::buildtree;
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree};
 use crate::qmp::Qmp;
@@ -29,6 +30,8 @@ use crate::target::VmSettings;
 
 /// The name the agent looks for among the virtio-serial ports.
 const CONTROL_PORT: &str = "org.stagebuild.ctl";
+/// The file in a VM step's checkpoint naming the sha256 of its overlay's backing disk.
+const BACKING: &str = "backing.sha256";
 /// Lines of the guest console shown when something goes wrong.
 const CONSOLE_LINES: usize = 40;
 
@@ -149,6 +152,29 @@ impl Runner for VmRunner {
         "vm (qemu)".to_string()
     }
 
+    /// A step's disk is an overlay: it fits only on the very disk it was
+    /// made on, the previous step's (or its own base).
+    fn fits(
+        &self,
+        checkpoint: &Checkpoint,
+        earlier: &[Earlier],
+    ) -> std::result::Result<(), String> {
+        let recorded = fs::read_to_string(checkpoint.dir.join(BACKING))
+            .map_err(|e| format!("{BACKING}: {e}"))?;
+        let stage = &checkpoint.meta.stage;
+        let actual = match earlier.iter().rev().find(|e| &e.stage == stage) {
+            Some(previous) => crate::digest::file_sha256(&previous.dir.join("disk.qcow2")),
+            None => crate::digest::file_sha256(&checkpoint.dir.join("base.qcow2")),
+        }
+        .map_err(|e| format!("its backing disk: {e}"))?
+        .0;
+        if recorded.trim() == actual {
+            Ok(())
+        } else {
+            Err("its disk was made on a disk that has since been rebuilt".into())
+        }
+    }
+
     fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
         let chain_step = &job.planned.chain_step;
         let settings = chain_step.vm.clone().expect("a vm stage has vm settings");
@@ -188,6 +214,12 @@ impl Runner for VmRunner {
                 (base, "base.qcow2".to_string())
             }
         };
+        // Which disk this overlay sits on, so a restore can tell whether that
+        // disk is still the one underneath (see `fits`).
+        let (backing_sha256, _) = crate::digest::file_sha256(&backing)
+            .io_context(|| format!("reading {}", backing.display()))?;
+        fs::write(job.extras().join(BACKING), backing_sha256)
+            .io_context(|| "writing the overlay's backing checksum")?;
         let disk = job.extras().join("disk.qcow2");
         run_tool(
             Command::new("qemu-img")
