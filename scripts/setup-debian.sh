@@ -23,11 +23,20 @@ fi
 apt-get update -q
 # bubblewrap: the sandbox; faketime and disorderfs: the audit's clock and
 # directory-order variations; chromium: the test that opens the audit report;
-# qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs.
-apt-get install -y -q --no-install-recommends \
+# qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs;
+# gcc-multilib: the 32-bit userland; flex, bison, bc, libelf-dev: the kernels.
+# Some images carry a newer qemu-utils from backports, which breaks
+# qemu-system-x86 from the release: pin both to the release's version.
+qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+if [ -z "$qemu_version" ] || [ "$qemu_version" = "(none)" ]; then
+    echo "setup-debian.sh: no qemu-system-x86 in the configured Debian archive" >&2
+    exit 2
+fi
+apt-get install -y -q --no-install-recommends --allow-downgrades \
+    "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" \
     bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
-    curl git faketime disorderfs fuse3 chromium qemu-system-x86 qemu-utils \
-    e2fsprogs cpio
+    curl git faketime disorderfs fuse3 chromium \
+    e2fsprogs cpio gcc-multilib flex bison bc libelf-dev
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2
