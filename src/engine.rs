@@ -45,6 +45,12 @@ pub struct PlanRow {
     pub runner: String,
     pub version: String,
     pub key: String,
+    /// The kernel a VM step's guest boots, `STEP:PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// The kernel a kexec step jumps to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kexec: Option<String>,
     #[serde(flatten)]
     pub state: StepState,
 }
@@ -84,6 +90,8 @@ impl Plan {
                 runner: p.chain_step.runner.to_string(),
                 version: p.chain_step.step.definition.version.clone(),
                 key: p.key.clone(),
+                kernel: p.chain_step.vm.as_ref().map(|vm| vm.kernel.clone()),
+                kexec: (p.chain_step.step.definition.kexec.as_ref()).map(|k| k.kernel.clone()),
                 state: s.clone(),
             })
             .collect()
@@ -196,7 +204,7 @@ impl Engine<'_> {
                 Ok(Some(found)) => match self
                     .runners
                     .for_kind(chain_step.runner)
-                    .fits(&found, &earlier)
+                    .fits(chain_step, &found, &earlier)
                 {
                     Ok(()) => Some(found),
                     Err(why) => {
@@ -243,6 +251,7 @@ impl Engine<'_> {
                         .for_kind(chain_step.runner)
                         .run(&job, &self.cancel)?;
                     let definition = &chain_step.step.definition;
+                    let committing = Instant::now();
                     let checkpoint = store.commit(
                         &job.out(),
                         Some(&job.extras()),
@@ -258,6 +267,13 @@ impl Engine<'_> {
                             extras: Default::default(),
                         },
                     )?;
+                    note_in_log(
+                        &job.log,
+                        &format!(
+                            "# checkpoint committed in {:.3}s",
+                            committing.elapsed().as_secs_f64()
+                        ),
+                    );
                     crate::fsutil::remove_tree(&job.work)?;
                     self.reporter
                         .step_built(planned.index, total, id, step_started.elapsed());
@@ -284,11 +300,7 @@ impl Engine<'_> {
                 },
             );
             self.state.save_record(&record)?;
-            earlier.push(Earlier {
-                id: id.to_string(),
-                stage: chain_step.stage.clone(),
-                dir: checkpoint.dir,
-            });
+            earlier.push(Earlier::new(chain_step, checkpoint.dir));
         }
         if opts.update_checksums {
             atomic_write(
@@ -308,5 +320,14 @@ impl Engine<'_> {
     fn sources(&self, planned: &PlannedStep) -> Result<Vec<(String, PathBuf)>> {
         self.mirror
             .step_sources(&self.project.lock, &planned.chain_step.step)
+    }
+}
+
+/// Adds a line to a step's log. The log is a record for people, so failing
+/// to extend it does not fail the step.
+fn note_in_log(log: &std::path::Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(log) {
+        let _ = writeln!(file, "{line}");
     }
 }

@@ -213,6 +213,7 @@ mod tests {
                 env: Default::default(),
                 configure: None,
                 build: Some("true".into()),
+                kexec: None,
                 install: None,
                 timeout: None,
             },

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::lock::Lock;
-use crate::step::Step;
+use crate::step::{Kexec, Step};
 use crate::target::{RunnerKind, Target, VmSettings};
 
 #[derive(Debug, Clone)]
@@ -68,8 +68,43 @@ impl Project {
         }
         let target = Target::load(&path, overrides)?;
         let mut loaded: BTreeMap<String, Arc<Step>> = BTreeMap::new();
-        let mut steps = Vec::new();
+        let mut steps: Vec<ChainStep> = Vec::new();
+        // The guest of the last VM stage, and a kexec that ended the stage
+        // before this one: the next stage runs on the kernel it loaded.
+        let mut machine: Option<VmSettings> = None;
+        let mut hop: Option<(String, Kexec)> = None;
         for stage in &target.stages {
+            let bad = |message: String| Error::input(&target.path, stage.line, message);
+            let vm = match (stage.runner, &stage.vm, hop.take()) {
+                (RunnerKind::Vm, None, Some((_, kexec))) => {
+                    let previous = machine.clone().expect("a kexec step runs in a VM stage");
+                    Some(VmSettings {
+                        kernel: kexec.kernel,
+                        initrd: kexec.initrd,
+                        append: kexec.append,
+                        ..previous
+                    })
+                }
+                (_, _, Some((id, _))) => {
+                    return Err(bad(format!(
+                        "stage {:?} follows the kexec step {id}, so it runs on the kernel that \
+                         step loaded: make it a vm stage without vm: settings",
+                        stage.name
+                    )));
+                }
+                (RunnerKind::Vm, None, None) => {
+                    return Err(bad(format!(
+                        "stage {:?} runs in a VM: give its vm: settings (kernel at least), \
+                         or end the stage before it with a kexec step",
+                        stage.name
+                    )));
+                }
+                (RunnerKind::Vm, Some(vm), None) => Some(vm.clone()),
+                (RunnerKind::Host, _, None) => None,
+            };
+            if vm.is_some() {
+                machine = vm.clone();
+            }
             for step_ref in &stage.steps {
                 let step = match loaded.get(&step_ref.step) {
                     Some(step) => step.clone(),
@@ -94,17 +129,50 @@ impl Project {
                         step
                     }
                 };
-                if step_ref.applies(&target.config) {
-                    steps.push(ChainStep {
-                        id: step_ref.id(),
-                        stage: stage.name.clone(),
-                        runner: stage.runner,
-                        vm: stage.vm.clone(),
-                        pass: step_ref.pass,
-                        step,
-                    });
+                if !step_ref.applies(&target.config) {
+                    continue;
                 }
+                let bad = |message: String| Error::input(&target.path, step_ref.line, message);
+                if let Some((id, _)) = &hop {
+                    return Err(bad(format!(
+                        "the kexec step {id} must end its stage: the steps after it run on \
+                         the new kernel, in a stage of their own"
+                    )));
+                }
+                if let Some(kexec) = &step.definition.kexec {
+                    if vm.is_none() {
+                        return Err(bad(format!(
+                            "{} is a kexec step: it runs in a guest, in a stage with runner: vm",
+                            step_ref.step
+                        )));
+                    }
+                    for file in kexec.files() {
+                        let (from, _) = VmSettings::file_ref(file).expect("checked on load");
+                        if !steps.iter().any(|s| s.id == from) {
+                            return Err(bad(format!(
+                                "{}: kexec {file:?}: {from} is not a step before it",
+                                step_ref.step
+                            )));
+                        }
+                    }
+                    hop = Some((step_ref.id(), kexec.clone()));
+                }
+                steps.push(ChainStep {
+                    id: step_ref.id(),
+                    stage: stage.name.clone(),
+                    runner: stage.runner,
+                    vm: vm.clone(),
+                    pass: step_ref.pass,
+                    step,
+                });
             }
+        }
+        if let Some((id, _)) = hop {
+            return Err(Error::input(
+                &target.path,
+                None,
+                format!("the kexec step {id} ends the target: add the stage that runs after it"),
+            ));
         }
         let agent_sha256 = if steps.iter().any(|s| s.vm.is_some()) {
             let agent = self.agent_path();

@@ -36,6 +36,30 @@ struct RawStep {
     /// Seconds the step may run (VM stages), instead of the stage's default.
     #[serde(default)]
     timeout: Option<u64>,
+    #[serde(default)]
+    kexec: Option<Spanned<Kexec>>,
+}
+
+/// A kexec step builds nothing: in the guest of a VM stage it loads another
+/// kernel and jumps to it, and the stages after it run on that kernel
+/// (live-bootstrap's `jump:`). Files are `STEP:PATH`, in an earlier step's
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kexec {
+    pub kernel: String,
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// The new kernel's command line, after stagebuild's console settings.
+    #[serde(default)]
+    pub append: String,
+}
+
+impl Kexec {
+    /// The files the hop needs, as `STEP:PATH` references.
+    pub fn files(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.kernel).chain(self.initrd.iter())
+    }
 }
 
 /// Variables stagebuild sets for every step; a step's `env` may not override them.
@@ -67,6 +91,8 @@ pub struct Definition {
     pub build: Option<String>,
     pub install: Option<String>,
     pub timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kexec: Option<Kexec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -118,11 +144,44 @@ impl Step {
                 ),
             ));
         }
-        if raw.configure.is_none() && raw.build.is_none() && raw.install.is_none() {
-            return Err(bad(
-                Some(1),
-                "the step has none of configure, build, install".into(),
-            ));
+        let scripted = raw.configure.is_some() || raw.build.is_some() || raw.install.is_some();
+        match &raw.kexec {
+            None if !scripted => {
+                return Err(bad(
+                    Some(1),
+                    "the step has none of configure, build, install (or kexec)".into(),
+                ));
+            }
+            None => {}
+            Some(kexec) => {
+                let line = yaml::line_of(kexec);
+                let builds = [
+                    ("configure", raw.configure.is_some()),
+                    ("build", raw.build.is_some()),
+                    ("install", raw.install.is_some()),
+                    ("sources", !raw.sources.is_empty()),
+                    ("patches", !raw.patches.is_empty()),
+                    ("files", !raw.files.is_empty()),
+                    ("workdir", raw.workdir.is_some()),
+                    ("env", raw.env.is_some()),
+                ];
+                if let Some((key, _)) = builds.iter().find(|(_, present)| *present) {
+                    return Err(bad(
+                        line,
+                        format!("a kexec step only loads a kernel and jumps to it: remove {key}"),
+                    ));
+                }
+                for file in kexec.value.files() {
+                    if crate::target::VmSettings::file_ref(file).is_none() {
+                        return Err(bad(
+                            line,
+                            format!(
+                                "{file:?} must be STEP:PATH, a file in an earlier step's output"
+                            ),
+                        ));
+                    }
+                }
+            }
         }
 
         let mut sources = Vec::new();
@@ -229,6 +288,7 @@ impl Step {
                 build: raw.build,
                 install: raw.install,
                 timeout: raw.timeout,
+                kexec: raw.kexec.map(|k| k.value),
             },
             patches,
             files,

@@ -100,6 +100,10 @@ pub struct VmSettings {
     /// Extra kernel command line.
     #[serde(default)]
     pub append: String,
+    /// The stage whose guest this is: a stage entered by a kexec runs on the
+    /// machine of the stage before it, and continues its disk.
+    #[serde(skip_deserializing, default)]
+    pub machine: String,
 }
 
 fn default_memory() -> u32 {
@@ -171,6 +175,7 @@ impl StepRef {
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub name: String,
+    pub line: Option<u64>,
     pub runner: RunnerKind,
     pub vm: Option<VmSettings>,
     pub steps: Vec<StepRef>,
@@ -304,17 +309,13 @@ impl Target {
                             ));
                         }
                     }
-                    Some(vm.value)
+                    let mut vm = vm.value;
+                    vm.machine = stage.name.clone();
+                    Some(vm)
                 }
-                (RunnerKind::Vm, None) => {
-                    return Err(bad(
-                        stage_line,
-                        format!(
-                            "stage {:?} runs in a VM: give its vm: settings (kernel at least)",
-                            stage.name
-                        ),
-                    ));
-                }
+                // Settings come from a kexec at the end of the stage before;
+                // the chain checks that there is one.
+                (RunnerKind::Vm, None) => None,
                 (RunnerKind::Host, Some(vm)) => {
                     return Err(bad(
                         yaml::line_of(&vm),
@@ -325,6 +326,7 @@ impl Target {
             };
             stages.push(Stage {
                 name: stage.name,
+                line: stage_line,
                 runner: stage.runner,
                 vm,
                 steps,

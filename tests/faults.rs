@@ -487,6 +487,27 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
             .into(),
             "steps/targets/t.yaml:2:",
         ),
+        // Kexec steps and the stages around them.
+        (
+            "steps/greet.yaml",
+            b"name: greet\nversion: \"1\"\ndescription: A hop.\nbuild: |\n  true\nkexec:\n  kernel: hello:boot/bzImage\n".to_vec(),
+            "steps/greet.yaml:7: a kexec step only loads a kernel and jumps to it: remove build",
+        ),
+        (
+            "steps/greet.yaml",
+            b"name: greet\nversion: \"1\"\ndescription: A hop.\nkexec:\n  kernel: /boot/bzImage\n".to_vec(),
+            "steps/greet.yaml:5: \"/boot/bzImage\" must be STEP:PATH",
+        ),
+        (
+            "steps/greet.yaml",
+            b"name: greet\nversion: \"1\"\ndescription: A hop.\nkexec:\n  kernel: hello:boot/bzImage\n".to_vec(),
+            "steps/targets/t.yaml:10: greet is a kexec step: it runs in a guest, in a stage with runner: vm",
+        ),
+        (
+            "steps/targets/t.yaml",
+            format!("{target}  - name: vm\n    runner: vm\n    steps: [hello2]\n").into(),
+            "steps/targets/t.yaml:11: stage \"vm\" runs in a VM: give its vm: settings (kernel at least), or end the stage before it with a kexec step",
+        ),
         // Lock files.
         (
             "sources.lock",

@@ -227,17 +227,30 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
     }
     println!("target {} ({} steps)", plan.chain.target.name, rows.len());
     let mut stage = None;
+    let mut hop: Option<&str> = None;
     for row in &rows {
         if stage != Some(&row.stage) {
             stage = Some(&row.stage);
-            println!("stage {} (runner {})", row.stage, row.runner);
+            let kernel = match (&row.kernel, hop.take()) {
+                (Some(kernel), Some(kexec)) => format!(", kernel {kernel} after {kexec}"),
+                (Some(kernel), None) => format!(", kernel {kernel}"),
+                (None, _) => String::new(),
+            };
+            println!("stage {} (runner {}{kernel})", row.stage, row.runner);
         }
         let why = match &row.state {
             StepState::Invalidated { reasons } => format!(": {}", reasons.join("; ")),
             _ => String::new(),
         };
+        let jump = match &row.kexec {
+            Some(kernel) => {
+                hop = Some(&row.id);
+                format!("  (kexec into {kernel})")
+            }
+            None => String::new(),
+        };
         println!(
-            "  {:>2}. {:<20} {:<10} {}  {}{why}",
+            "  {:>2}. {:<20} {:<10} {}  {}{why}{jump}",
             row.index,
             row.id,
             row.version,
@@ -261,6 +274,7 @@ fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
                 "target": r.target,
                 "steps": r.steps.iter().map(|(id, s)| serde_json::json!({
                     "id": id, "key": s.key, "checkpoint": store.exists(&s.key),
+                    "kernel": recorded_kernel(&store, &s.key),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });
@@ -287,10 +301,19 @@ fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
             } else {
                 "checkpoint missing"
             };
-            println!("  {id:<20} {}  {present}", report::short(&step.key));
+            let kernel = recorded_kernel(&store, &step.key)
+                .map(|k| format!(" (guest kernel: {k})"))
+                .unwrap_or_default();
+            println!("  {id:<20} {}  {present}{kernel}", report::short(&step.key));
         }
     }
     Ok(())
+}
+
+/// The kernel a VM step's guest ended in, as its checkpoint recorded it.
+fn recorded_kernel(store: &crate::checkpoint::Store, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(store.dir(key).join(crate::runner::vm::KERNEL)).ok()?;
+    Some(text.trim().to_string())
 }
 
 fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {

@@ -2,6 +2,7 @@
 //! a foreign architecture) is one new module implementing [`Runner`].
 
 pub mod host;
+pub mod kexec;
 pub mod vm;
 
 use std::path::PathBuf;
@@ -11,17 +12,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::plan::PlannedStep;
+use crate::project::ChainStep;
 
 /// A step that ran before this one, by its checkpoint.
 #[derive(Debug, Clone)]
 pub struct Earlier {
     pub id: String,
     pub stage: String,
+    /// The guest it ran in, for steps of a VM stage (see `VmSettings::machine`).
+    pub machine: Option<String>,
     /// The checkpoint's directory; its output files are in `tree/`.
     pub dir: PathBuf,
 }
 
 impl Earlier {
+    pub fn new(step: &ChainStep, dir: PathBuf) -> Earlier {
+        Earlier {
+            id: step.id.clone(),
+            stage: step.stage.clone(),
+            machine: step.vm.as_ref().map(|vm| vm.machine.clone()),
+            dir,
+        }
+    }
+
     pub fn tree(&self) -> PathBuf {
         self.dir.join("tree")
     }
@@ -107,6 +120,7 @@ pub trait Runner {
     /// checkpoints before it; `Err` says why not. Host outputs always do.
     fn fits(
         &self,
+        _step: &ChainStep,
         _checkpoint: &Checkpoint,
         _earlier: &[Earlier],
     ) -> std::result::Result<(), String> {

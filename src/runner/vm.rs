@@ -25,6 +25,7 @@ use crate::buildtree;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree};
+use crate::project::ChainStep;
 use crate::qmp::Qmp;
 use crate::target::VmSettings;
 
@@ -32,6 +33,9 @@ use crate::target::VmSettings;
 const CONTROL_PORT: &str = "org.stagebuild.ctl";
 /// The file in a VM step's checkpoint naming the sha256 of its overlay's backing disk.
 const BACKING: &str = "backing.sha256";
+/// The file in a VM step's checkpoint naming the kernel its guest ended in,
+/// as the agent announced it (`uname -m` and `uname -r`).
+pub const KERNEL: &str = "kernel";
 /// Lines of the guest console shown when something goes wrong.
 const CONSOLE_LINES: usize = 40;
 
@@ -156,13 +160,14 @@ impl Runner for VmRunner {
     /// made on, the previous step's (or its own base).
     fn fits(
         &self,
+        step: &ChainStep,
         checkpoint: &Checkpoint,
         earlier: &[Earlier],
     ) -> std::result::Result<(), String> {
         let recorded = fs::read_to_string(checkpoint.dir.join(BACKING))
             .map_err(|e| format!("{BACKING}: {e}"))?;
-        let stage = &checkpoint.meta.stage;
-        let actual = match earlier.iter().rev().find(|e| &e.stage == stage) {
+        let settings = step.vm.as_ref().expect("a vm stage has vm settings");
+        let actual = match previous_in_machine(earlier, settings) {
             Some(previous) => crate::digest::file_sha256(&previous.dir.join("disk.qcow2")),
             None => crate::digest::file_sha256(&checkpoint.dir.join("base.qcow2")),
         }
@@ -192,14 +197,9 @@ impl Runner for VmRunner {
             .map(|r| earlier_file(job, r))
             .transpose()?;
 
-        // The root disk: an overlay on the previous step's disk, or on a new
-        // base disk made from the earlier stages' outputs.
-        let previous = job
-            .earlier
-            .iter()
-            .rev()
-            .find(|e| e.stage == chain_step.stage);
-        let (backing, backing_relative) = match previous {
+        // The root disk: an overlay on the disk of the previous step in this
+        // guest, or on a new base disk made from the earlier stages' outputs.
+        let (backing, backing_relative) = match previous_in_machine(&job.earlier, &settings) {
             Some(e) => {
                 let key = e
                     .dir
@@ -270,7 +270,8 @@ impl Runner for VmRunner {
             &job_disk,
             &out_disk,
         )?;
-        let code = guest.supervise(qemu, &mut log, cancel)?;
+        let ended = guest.supervise(qemu, &mut log, cancel)?;
+        let code = ended.code;
         if code != 0 {
             return Err(Error::StepFailed {
                 step: id.to_string(),
@@ -292,6 +293,11 @@ impl Runner for VmRunner {
                 .args(["rebase", "-u", "-F", "qcow2", "-b", &backing_relative])
                 .arg(&disk),
         )?;
+        if chain_step.step.definition.kexec.is_some() && !ended.hopped {
+            return Err(guest.fail("the kexec step ended without jumping to the new kernel"));
+        }
+        fs::write(job.extras().join(KERNEL), format!("{}\n", ended.kernel))
+            .io_context(|| "recording the guest's kernel")?;
         for scratch in [job_disk, out_disk] {
             let _ = fs::remove_file(scratch);
         }
@@ -305,8 +311,11 @@ impl VmRunner {
     fn make_base_disk(&self, job: &StepJob, settings: &VmSettings, base: &Path) -> Result<()> {
         let root = job.work.join("rootfs");
         fresh_dir(&root)?;
-        let stage = &job.planned.chain_step.stage;
-        for earlier in job.earlier.iter().filter(|e| &e.stage != stage) {
+        for earlier in job
+            .earlier
+            .iter()
+            .filter(|e| e.machine.as_ref() != Some(&settings.machine))
+        {
             link_tree(&earlier.tree(), &root)?;
         }
         for dir in ["proc", "sys", "dev", "tmp", "build", "stagebuild"] {
@@ -343,8 +352,11 @@ impl VmRunner {
         buildtree::prepare(step, &job.sources, &build)?;
         let meta = build.join(".stagebuild");
         fs::create_dir_all(&meta).io_context(|| format!("creating {}", meta.display()))?;
-        fs::write(meta.join("step.sh"), step.script())
-            .io_context(|| "writing the step's script")?;
+        let script = match &step.definition.kexec {
+            Some(hop) => super::kexec::prepare(job, hop, &meta)?,
+            None => step.script(),
+        };
+        fs::write(meta.join("step.sh"), script).io_context(|| "writing the step's script")?;
         let mut env: BTreeMap<String, String> = [
             ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
             ("HOME", "/build".to_string()),
@@ -387,8 +399,23 @@ impl VmRunner {
     }
 }
 
+/// The step before this one in the same guest, whose disk this one's sits on.
+fn previous_in_machine<'a>(earlier: &'a [Earlier], settings: &VmSettings) -> Option<&'a Earlier> {
+    earlier
+        .iter()
+        .rev()
+        .find(|e| e.machine.as_ref() == Some(&settings.machine))
+}
+
+/// The kernel command line: the console stagebuild reads, then the target's.
+pub(super) fn command_line(append: &str) -> String {
+    format!("console=ttyS0 panic=-1 quiet {append}")
+        .trim_end()
+        .to_string()
+}
+
 /// A step's file from an earlier step's output: `STEP:PATH`.
-fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
+pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
     let (step, path) = VmSettings::file_ref(reference).expect("checked when the target was loaded");
     let earlier: &Earlier = job.earlier.iter().find(|e| e.id == step).ok_or_else(|| {
         Error::Other(format!(
@@ -461,10 +488,8 @@ impl Guest<'_> {
         .args(["-m", &format!("{}M", self.settings.memory)])
         .arg("-kernel")
         .arg(kernel)
-        .args([
-            "-append",
-            format!("console=ttyS0 panic=-1 quiet {}", self.settings.append).trim_end(),
-        ])
+        .arg("-append")
+        .arg(command_line(&self.settings.append))
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
         .arg("-chardev")
@@ -480,7 +505,7 @@ impl Guest<'_> {
             "-device",
             &format!("virtserialport,bus=vser0.0,chardev=ctl,name={CONTROL_PORT}"),
         ])
-        .args(["-device", "pvpanic", "-action", "panic=shutdown"]);
+        .args(["-device", "pvpanic-pci", "-action", "panic=shutdown"]);
         if let Some(initrd) = initrd {
             cmd.arg("-initrd").arg(initrd);
         }
@@ -540,20 +565,23 @@ impl Guest<'_> {
         Ok((qemu, qmp, ctl))
     }
 
-    /// Follows the guest until it ends: returns the step's exit code, or an
+    /// Follows the guest until it ends: returns how the step ended, or an
     /// error for a boot timeout, a step timeout, a panic or a qemu crash.
     fn supervise(
         &self,
         (mut qemu, mut qmp, ctl): (Qemu, Qmp, UnixStream),
         log: &mut fs::File,
         cancel: &Cancel,
-    ) -> Result<i32> {
+    ) -> Result<Ended> {
         ctl.set_read_timeout(Some(Duration::from_millis(100)))
             .io_context(|| "configuring the control channel")?;
         let mut reader = BufReader::new(ctl);
         let mut line = String::new();
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut hello: Option<Instant> = None;
+        let mut kernel = String::new();
+        let mut hopped = false;
+        let mut output_written: Option<Instant> = None;
         let mut code: Option<i32> = None;
         let mut done = false;
         let mut panicked = false;
@@ -569,17 +597,30 @@ impl Guest<'_> {
                     match word {
                         "HELLO" => {
                             hello = Some(Instant::now());
+                            kernel = rest.to_string();
                             let _ = writeln!(
                                 log,
                                 "# guest up after {:.1}s: {rest}",
                                 started.elapsed().as_secs_f64()
                             );
                         }
+                        // QEMU reports nothing for a kexec: the new kernel
+                        // is noticed by its agent's HELLO, under the boot
+                        // timeout again.
+                        "KEXEC" => {
+                            hopped = true;
+                            hello = None;
+                            started = Instant::now();
+                            let _ = writeln!(log, "# kexec: the guest jumps to the loaded kernel");
+                        }
                         "LOG" => {
                             let _ = writeln!(log, "{rest}");
                         }
                         "EXIT" => code = rest.trim().parse().ok(),
-                        "DONE" => done = true,
+                        "DONE" => {
+                            done = true;
+                            output_written = Some(Instant::now());
+                        }
                         _ => {
                             let _ = writeln!(log, "# unexpected from the agent: {message}");
                         }
@@ -599,14 +640,26 @@ impl Guest<'_> {
                 }
             }
             if let Some(status) = qemu.0.try_wait().io_context(|| "waiting for qemu")? {
+                if let Some(written) = output_written {
+                    let _ = writeln!(
+                        log,
+                        "# guest shut down {:.3}s after its output was written",
+                        written.elapsed().as_secs_f64()
+                    );
+                }
                 let stderr = qemu_stderr(&mut qemu);
                 let console = fs::read_to_string(&self.console).unwrap_or_default();
                 if panicked || console.contains("Kernel panic") {
                     return Err(self.fail("the guest kernel panicked"));
                 }
+                let ended = |code| Ended {
+                    code,
+                    kernel: kernel.clone(),
+                    hopped,
+                };
                 return match (code, done) {
-                    (Some(0), true) => Ok(0),
-                    (Some(code), _) if code != 0 => Ok(code),
+                    (Some(0), true) => Ok(ended(0)),
+                    (Some(code), _) if code != 0 => Ok(ended(code)),
                     _ if hello.is_none() => Err(self.fail(format!(
                         "the guest stopped before its agent started ({status}){stderr}"
                     ))),
@@ -624,8 +677,13 @@ impl Guest<'_> {
             }
             match hello {
                 None if started.elapsed() > boot_timeout => {
+                    let what = if hopped {
+                        "the kernel loaded by kexec did not start its agent"
+                    } else {
+                        "the guest did not start its agent"
+                    };
                     return Err(self.fail(format!(
-                        "the guest did not start its agent within {}s (boot timeout)",
+                        "{what} within {}s (boot timeout)",
                         boot_timeout.as_secs()
                     )));
                 }
@@ -645,6 +703,15 @@ impl Guest<'_> {
             }
         }
     }
+}
+
+/// How a guest's step ended.
+struct Ended {
+    code: i32,
+    /// The kernel the agent last announced: `uname -m` and `uname -r`.
+    kernel: String,
+    /// Whether the guest jumped to another kernel with kexec.
+    hopped: bool,
 }
 
 /// What qemu said on stderr, if anything, as a suffix for a message.
