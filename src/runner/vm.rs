@@ -220,10 +220,23 @@ impl Runner for VmRunner {
             .io_context(|| format!("reading {}", backing.display()))?;
         fs::write(job.extras().join(BACKING), backing_sha256)
             .io_context(|| "writing the overlay's backing checksum")?;
+        // Small clusters: a step changes a few scattered blocks (inodes,
+        // bitmaps, directories), and with qcow2's default 64 KiB clusters
+        // each of them cost a whole cluster in the checkpoint.
         let disk = job.extras().join("disk.qcow2");
         run_tool(
             Command::new("qemu-img")
-                .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                .args([
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-o",
+                    "cluster_size=4096",
+                    "-F",
+                    "qcow2",
+                    "-b",
+                ])
                 .arg(&backing)
                 .arg(&disk),
         )?;
@@ -327,16 +340,30 @@ impl VmRunner {
         fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .io_context(|| format!("setting the mode of {}", agent.display()))?;
         let raw = job.work.join("base.raw");
+        // No journal: a disk whose step did not finish cleanly is thrown
+        // away, never mounted again, and each step's overlay then holds
+        // only the blocks its files changed, not a journal's worth.
         run_tool(
             Command::new("mke2fs")
-                .args(["-q", "-F", "-t", "ext4", "-L", "root", "-d"])
+                .args([
+                    "-q",
+                    "-F",
+                    "-t",
+                    "ext4",
+                    "-O",
+                    "^has_journal",
+                    "-L",
+                    "root",
+                    "-d",
+                ])
                 .arg(&root)
                 .arg(&raw)
                 .arg(format!("{}M", settings.disk)),
         )?;
+        // Compressed: it holds the same files as the earlier checkpoints' trees.
         run_tool(
             Command::new("qemu-img")
-                .args(["convert", "-O", "qcow2"])
+                .args(["convert", "-c", "-O", "qcow2"])
                 .arg(&raw)
                 .arg(base),
         )?;
@@ -509,19 +536,25 @@ impl Guest<'_> {
         if let Some(initrd) = initrd {
             cmd.arg("-initrd").arg(initrd);
         }
+        // The root disk passes the guest's discards through (it mounts ext4
+        // with -o discard), so a build tree deleted in the guest does not
+        // stay allocated in the step's overlay.
         for (node, file, format, serial, read_only) in [
             ("root", disk, "qcow2", "root", false),
             ("job", job_disk, "raw", "job", true),
             ("out", out_disk, "raw", "out", false),
         ] {
+            let access = if read_only {
+                "read-only=on"
+            } else {
+                "read-only=off,discard=unmap"
+            };
             cmd.arg("-blockdev").arg(format!(
-                "driver=file,filename={},node-name={node}-file,read-only={}",
+                "driver=file,filename={},node-name={node}-file,{access}",
                 file.display(),
-                if read_only { "on" } else { "off" }
             ));
             cmd.arg("-blockdev").arg(format!(
-                "driver={format},file={node}-file,node-name={node},read-only={}",
-                if read_only { "on" } else { "off" }
+                "driver={format},file={node}-file,node-name={node},{access}"
             ));
             cmd.args([
                 "-device",
