@@ -435,8 +435,10 @@ fn previous_in_machine<'a>(earlier: &'a [Earlier], settings: &VmSettings) -> Opt
 }
 
 /// The kernel command line: the console stagebuild reads, then the target's.
+/// Not `quiet`: the console log is a file, and a panic's backtrace is what
+/// its last lines are shown for.
 pub(super) fn command_line(append: &str) -> String {
-    format!("console=ttyS0 panic=-1 quiet {append}")
+    format!("console=ttyS0 panic=-1 {append}")
         .trim_end()
         .to_string()
 }
