@@ -302,6 +302,7 @@ impl Engine<'_> {
             self.state.save_record(&record)?;
             earlier.push(Earlier::new(chain_step, checkpoint.dir));
         }
+        self.runners.run_complete()?;
         if opts.update_checksums {
             atomic_write(
                 &outputs_path,

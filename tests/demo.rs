@@ -549,6 +549,47 @@ fn killed_in_the_first_64_bit_step_resumes_in_the_64_bit_kernel_after_the_hop() 
 
 #[test]
 #[ignore = "slow: builds the real demo and boots its guests"]
+fn checkpoints_keep_no_base_disk_and_a_resume_makes_the_same_one_again() {
+    let reference = manifests(built_demo(), "demo");
+    // The completed run left no base disk, and the first VM step's
+    // checkpoint names it only by its sha256.
+    assert!(!built_demo().join("disks").exists());
+    let first = checkpoint_tree(built_demo(), "bzip2");
+    let first = first.parent().unwrap();
+    assert!(!first.join("base.qcow2").exists());
+    let base = fs::read_to_string(first.join("backing.sha256")).unwrap();
+    let info = Command::new("qemu-img")
+        .arg("info")
+        .arg(first.join("disk.qcow2"))
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(&format!("backing file: ../../disks/{}.qcow2", base.trim())),
+        "{info}"
+    );
+
+    // Booting the last guest again needs the base disk under the whole
+    // chain: it is made again, matches, and no earlier VM step is rebuilt.
+    let state = copy_of_built_state("demo-base-again");
+    forget(&state, &["bzip2-x86_64"]);
+    stagebuild(&state)
+        .args(["run", "--target", "demo", "--resume"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("[11/14] bzip2: restored from checkpoint")
+                .and(predicate::str::contains("no longer fits").not())
+                .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
+                .and(predicate::str::contains(": built").count(1)),
+        );
+    assert_eq!(manifests(&state, "demo"), reference);
+    assert!(!state.join("disks").exists());
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guests"]
 fn killed_in_the_last_32_bit_step_resumes_in_the_32_bit_kernel_then_hops() {
     let reference = manifests(built_demo(), "demo");
     let state = copy_of_built_state("demo-vm32-killed");

@@ -135,7 +135,7 @@ impl Session {
                 host: HostRunner {
                     sandbox: sandbox(choice)?,
                 },
-                vm: VmRunner::new(project.agent_path(), accel),
+                vm: VmRunner::new(project.agent_path(), accel, &paths.state),
             },
             project,
             state: StateDir::new(paths.state.clone()),

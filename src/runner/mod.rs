@@ -1,6 +1,7 @@
 //! Runners execute one step in its environment. A new kind of runner (a VM,
 //! a foreign architecture) is one new module implementing [`Runner`].
 
+pub mod basedisk;
 pub mod host;
 pub mod kexec;
 pub mod vm;
@@ -110,6 +111,11 @@ impl Runners {
             crate::target::RunnerKind::Vm => &mut self.vm,
         }
     }
+
+    pub fn run_complete(&mut self) -> Result<()> {
+        self.host.run_complete()?;
+        self.vm.run_complete()
+    }
 }
 
 pub trait Runner {
@@ -124,6 +130,11 @@ pub trait Runner {
         _checkpoint: &Checkpoint,
         _earlier: &[Earlier],
     ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// Called when every step of a run is checkpointed: drops what the
+    /// runner kept only so that a resume is quick.
+    fn run_complete(&mut self) -> Result<()> {
         Ok(())
     }
 }

@@ -19,12 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::basedisk::BaseDisks;
 use super::host::log_tail;
 use super::{Cancel, Earlier, Runner, StepJob};
 use crate::buildtree;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{fresh_dir, link_tree};
+use crate::fsutil::fresh_dir;
 use crate::project::ChainStep;
 use crate::qmp::Qmp;
 use crate::target::VmSettings;
@@ -50,15 +51,18 @@ pub struct VmRunner {
     /// The guest agent, copied into every base disk.
     pub agent: PathBuf,
     pub accel: Accel,
+    bases: BaseDisks,
     /// What a probe found, once per run.
     probed: Option<&'static str>,
 }
 
 impl VmRunner {
-    pub fn new(agent: PathBuf, accel: Accel) -> VmRunner {
+    /// `state_root` is where base disks are kept while a run needs them.
+    pub fn new(agent: PathBuf, accel: Accel, state_root: &Path) -> VmRunner {
         VmRunner {
             agent,
             accel,
+            bases: BaseDisks::new(state_root),
             probed: None,
         }
     }
@@ -131,7 +135,7 @@ impl Drop for Qemu {
 }
 
 /// Runs a disk tool (mke2fs, qemu-img) and turns its failure into an error.
-fn run_tool(cmd: &mut Command) -> Result<()> {
+pub(super) fn run_tool(cmd: &mut Command) -> Result<()> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let output = cmd
         .stdin(Stdio::null())
@@ -166,18 +170,35 @@ impl Runner for VmRunner {
     ) -> std::result::Result<(), String> {
         let recorded = fs::read_to_string(checkpoint.dir.join(BACKING))
             .map_err(|e| format!("{BACKING}: {e}"))?;
+        let recorded = recorded.trim();
         let settings = step.vm.as_ref().expect("a vm stage has vm settings");
         let actual = match previous_in_machine(earlier, settings) {
-            Some(previous) => crate::digest::file_sha256(&previous.dir.join("disk.qcow2")),
-            None => crate::digest::file_sha256(&checkpoint.dir.join("base.qcow2")),
-        }
-        .map_err(|e| format!("its backing disk: {e}"))?
-        .0;
-        if recorded.trim() == actual {
+            Some(previous) => {
+                crate::digest::file_sha256(&previous.dir.join("disk.qcow2"))
+                    .map_err(|e| format!("its backing disk: {e}"))?
+                    .0
+            }
+            // The base disk is made again from the earlier outputs; it is
+            // the same disk if they are the same files.
+            None => self
+                .bases
+                .ensure(
+                    Some(recorded),
+                    &base_trees(earlier, settings),
+                    &self.agent,
+                    settings.disk,
+                )
+                .map_err(|e| format!("its base disk: {e}"))?,
+        };
+        if recorded == actual {
             Ok(())
         } else {
             Err("its disk was made on a disk that has since been rebuilt".into())
         }
+    }
+
+    fn run_complete(&mut self) -> Result<()> {
+        self.bases.clear()
     }
 
     fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
@@ -209,9 +230,16 @@ impl Runner for VmRunner {
                 (e.dir.join("disk.qcow2"), format!("../{key}/disk.qcow2"))
             }
             None => {
-                let base = job.extras().join("base.qcow2");
-                self.make_base_disk(job, &settings, &base)?;
-                (base, "base.qcow2".to_string())
+                let sha256 = self.bases.ensure(
+                    None,
+                    &base_trees(&job.earlier, &settings),
+                    &self.agent,
+                    settings.disk,
+                )?;
+                (
+                    self.bases.path(&sha256),
+                    BaseDisks::name_from_checkpoint(&sha256),
+                )
             }
         };
         // Which disk this overlay sits on, so a restore can tell whether that
@@ -319,58 +347,6 @@ impl Runner for VmRunner {
 }
 
 impl VmRunner {
-    /// An ext4 disk holding the earlier stages' outputs and the agent, made
-    /// without mounting anything (`mke2fs -d`), then converted to qcow2.
-    fn make_base_disk(&self, job: &StepJob, settings: &VmSettings, base: &Path) -> Result<()> {
-        let root = job.work.join("rootfs");
-        fresh_dir(&root)?;
-        for earlier in job
-            .earlier
-            .iter()
-            .filter(|e| e.machine.as_ref() != Some(&settings.machine))
-        {
-            link_tree(&earlier.tree(), &root)?;
-        }
-        for dir in ["proc", "sys", "dev", "tmp", "build", "stagebuild"] {
-            fs::create_dir_all(root.join(dir))
-                .io_context(|| format!("creating {dir} in the root disk"))?;
-        }
-        let agent = root.join("stagebuild/agent");
-        fs::copy(&self.agent, &agent).io_context(|| format!("copying {}", self.agent.display()))?;
-        fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .io_context(|| format!("setting the mode of {}", agent.display()))?;
-        let raw = job.work.join("base.raw");
-        // No journal: a disk whose step did not finish cleanly is thrown
-        // away, never mounted again, and each step's overlay then holds
-        // only the blocks its files changed, not a journal's worth.
-        run_tool(
-            Command::new("mke2fs")
-                .args([
-                    "-q",
-                    "-F",
-                    "-t",
-                    "ext4",
-                    "-O",
-                    "^has_journal",
-                    "-L",
-                    "root",
-                    "-d",
-                ])
-                .arg(&root)
-                .arg(&raw)
-                .arg(format!("{}M", settings.disk)),
-        )?;
-        // Compressed: it holds the same files as the earlier checkpoints' trees.
-        run_tool(
-            Command::new("qemu-img")
-                .args(["convert", "-c", "-O", "qcow2"])
-                .arg(&raw)
-                .arg(base),
-        )?;
-        fs::remove_file(&raw).io_context(|| format!("removing {}", raw.display()))?;
-        crate::fsutil::remove_tree(&root)
-    }
-
     /// The step as a tar: its prepared build directory, with the script and
     /// environment the agent runs under `.stagebuild/`.
     fn make_job_disk(&self, job: &StepJob) -> Result<PathBuf> {
@@ -424,6 +400,15 @@ impl VmRunner {
             .io_context(|| format!("writing {}", tar_path.display()))?;
         Ok(tar_path)
     }
+}
+
+/// The outputs a guest's base disk holds: those of the steps before it ran.
+fn base_trees(earlier: &[Earlier], settings: &VmSettings) -> Vec<PathBuf> {
+    earlier
+        .iter()
+        .filter(|e| e.machine.as_ref() != Some(&settings.machine))
+        .map(Earlier::tree)
+        .collect()
 }
 
 /// The step before this one in the same guest, whose disk this one's sits on.
