@@ -234,7 +234,7 @@ fn main() {
         &project.join("steps/guest.yaml"),
         "name: guest\nversion: \"1\"\ndescription: The demo's guest.\nsources: [guest.tar]\ninstall: |\n  cp -a bin sbin usr boot \"$OUT/\"\n",
     );
-    let host_work = "awk 'BEGIN { for (i = 0; i < 30000000; i++) s += i; print s }'";
+    let host_work = "awk 'BEGIN { for (i = 0; i < 40000000; i++) s += i; print s }'";
     let guest_work = "awk 'BEGIN { for (i = 0; i < 100000; i++) s += i; print s }'";
     for n in 1..=4 {
         step_file(
@@ -431,6 +431,15 @@ fn main() {
                 metadata += bytes;
             }
         }
+    }
+    // Base disks are made again when needed, and gone after a completed
+    // run; any left over count too.
+    for entry in fs::read_dir(demo_state.join("disks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        disks += allocated_bytes(&entry.path());
     }
     let store = trees + disks + metadata;
 
