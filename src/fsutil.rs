@@ -84,3 +84,91 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Detaches every mount at or below `path`, deepest first. An audit killed
+/// while disorderfs showed a build directory leaves that mount behind, and
+/// nothing under it can be removed until it is gone.
+pub fn detach_mounts_under(path: &Path) -> Result<()> {
+    let Ok(path) = path.canonicalize() else {
+        return Ok(()); // nothing is mounted under a path that does not exist
+    };
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").io_context(|| "reading /proc/self/mountinfo")?;
+    let mut points = mounts_under(&info, &path);
+    points.sort_by(|a, b| b.cmp(a));
+    for point in points {
+        let detached = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH).is_ok()
+            || std::process::Command::new("fusermount")
+                .arg("-u")
+                .arg("-z")
+                .arg(&point)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !detached {
+            return Err(crate::error::Error::Other(format!(
+                "{} is still mounted (left by a run that was killed?) and could not be detached; unmount it with `fusermount -u -z`",
+                point.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The mount points in `/proc/self/mountinfo` text that are `path` or lie
+/// below it. The fifth field is the mount point, with space, tab, newline
+/// and backslash written as octal escapes.
+fn mounts_under(mountinfo: &str, path: &Path) -> Vec<std::path::PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| std::path::PathBuf::from(unescape_octal(field)))
+        .filter(|point| point.starts_with(path))
+        .collect()
+}
+
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match escape {
+            Some(digits) => {
+                let code = digits.iter().fold(0u32, |n, d| n * 8 + u32::from(d - b'0'));
+                out.push(code as u8);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_below_a_path_are_found_with_their_escapes_undone() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+90 22 0:50 / /state/audit/t/hello/build-shuffled rw - fuse.disorderfs disorderfs rw
+91 22 0:51 / /state/audit/t/my\\040step/build rw - fuse.disorderfs disorderfs rw
+92 22 0:52 / /state/auditor rw - tmpfs tmpfs rw
+";
+        assert_eq!(
+            mounts_under(info, Path::new("/state/audit")),
+            [
+                Path::new("/state/audit/t/hello/build-shuffled"),
+                Path::new("/state/audit/t/my step/build"),
+            ]
+        );
+        assert!(mounts_under(info, Path::new("/elsewhere")).is_empty());
+    }
+}

@@ -189,3 +189,64 @@ fn a_patched_byte_fails_the_run_against_recorded_checksums_with_exit_3() {
                 .and(predicate::str::contains("usr/bin/hello (sha256 ")),
         );
 }
+
+/// The mount points under `dir` of this process's mount namespace.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(dir.to_str().unwrap()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
+    let f = Fixture::tiny();
+    // Slow only in the audit's rebuild, whose TZ is not UTC.
+    f.write(
+        "steps/nap.yaml",
+        "name: nap\nversion: \"1\"\ndescription: Naps when audited.\nbuild: |\n  if [ \"$TZ\" != UTC ]; then sleep 5; fi\n  echo rested > \"$OUT/nap\"\n  chmod 644 \"$OUT/nap\"\n",
+    );
+    f.write(
+        "steps/targets/t.yaml",
+        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [nap]\n",
+    );
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+
+    let mut audit = f.std_cmd();
+    let mut audit = audit
+        .args(["audit", "--target", "t"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let audits = f.state().join("audit");
+    while !audits.exists() || mounts_under(&audits).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit never mounted disorderfs (is it installed?)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    audit.kill().unwrap();
+    audit.wait().unwrap();
+    assert_eq!(
+        mounts_under(&audits).len(),
+        1,
+        "the killed audit's mount stays"
+    );
+
+    f.cmd()
+        .args(["audit", "--target", "t"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("nap: reproducible"));
+    assert!(
+        mounts_under(&audits).is_empty(),
+        "{:?}",
+        mounts_under(&audits)
+    );
+}

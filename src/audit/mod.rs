@@ -161,6 +161,7 @@ impl Auditor<'_> {
         let (variation, variations, not_varied) = variation;
         let store = self.state.store();
         let dir = self.audit_dir(target);
+        crate::fsutil::detach_mounts_under(&dir)?;
         crate::fsutil::fresh_dir(&dir)?;
         let total = plan.steps.len();
         let mut earlier: Vec<Earlier> = Vec::new();
