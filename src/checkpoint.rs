@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{file_sha256, hex_sha256};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{self, atomic_write};
+use crate::fsutil;
 use crate::manifest::{self, Entry};
 use crate::plan::KeyInputs;
 
@@ -107,11 +107,18 @@ impl Store {
                 meta.extras.insert(name, sha256);
             }
         }
-        atomic_write(&staging.join("manifest.json"), &manifest_json)?;
-        atomic_write(
-            &staging.join("meta.json"),
-            &serde_json::to_vec_pretty(&meta).expect("meta serializes"),
-        )?;
+        // Plain writes: the staging directory is not yet visible, and the
+        // syncfs below makes these two durable with the tree.
+        for (name, bytes) in [
+            ("manifest.json", manifest_json),
+            (
+                "meta.json",
+                serde_json::to_vec_pretty(&meta).expect("meta serializes"),
+            ),
+        ] {
+            let path = staging.join(name);
+            fs::write(&path, bytes).io_context(|| format!("writing {}", path.display()))?;
+        }
         // One syncfs covers every file of the tree, far cheaper than an fsync each.
         let dir =
             fs::File::open(&staging).io_context(|| format!("opening {}", staging.display()))?;
