@@ -168,22 +168,30 @@ impl Runner for HostRunner {
             .io_context(|| format!("starting the sandbox for {id}"))?;
         let pgid = Pid::from_raw(handle.pids()[0] as i32);
 
-        let status = loop {
-            if let Some(output) = handle
-                .try_wait()
-                .io_context(|| format!("waiting for {id}"))?
-            {
-                break output.status;
+        // A thread blocks in wait, so the end of a short step is seen at once;
+        // this one wakes now and then to look at the cancel flag.
+        let waited = std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel();
+            let handle = &handle;
+            scope.spawn(move || done.send(handle.wait().map(|output| output.status)));
+            loop {
+                match finished.recv_timeout(Duration::from_millis(50)) {
+                    Ok(status) => return Some(status),
+                    Err(_) if cancel.is_set() => {
+                        stop_group(pgid, handle);
+                        return None;
+                    }
+                    Err(_) => {}
+                }
             }
-            if cancel.is_set() {
-                stop_group(pgid, &handle);
-                let _ = writeln!(log, "# stagebuild: interrupted");
-                return Err(Error::Interrupted {
-                    step: id.to_string(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        let Some(status) = waited else {
+            let _ = writeln!(log, "# stagebuild: interrupted");
+            return Err(Error::Interrupted {
+                step: id.to_string(),
+            });
         };
+        let status = status.io_context(|| format!("waiting for {id}"))?;
         // Whatever the step left running in its group goes with it.
         let _ = killpg(pgid, Signal::SIGKILL);
         drop(shuffled);
