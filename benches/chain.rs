@@ -234,7 +234,7 @@ fn main() {
         &project.join("steps/guest.yaml"),
         "name: guest\nversion: \"1\"\ndescription: The demo's guest.\nsources: [guest.tar]\ninstall: |\n  cp -a bin sbin usr boot \"$OUT/\"\n",
     );
-    let host_work = "awk 'BEGIN { for (i = 0; i < 40000000; i++) s += i; print s }'";
+    let host_work = "awk 'BEGIN { for (i = 0; i < 55000000; i++) s += i; print s }'";
     let guest_work = "awk 'BEGIN { for (i = 0; i < 100000; i++) s += i; print s }'";
     for n in 1..=4 {
         step_file(
