@@ -25,6 +25,9 @@ impl HttpFetcher {
     /// `stall` is how long a connection may make no progress before it is
     /// given up (and retried).
     pub fn new(stall: Duration, tries: u32, backoff: Duration) -> Result<Self, String> {
+        // reqwest takes rustls's process-wide provider; an Err only says one
+        // is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("stagebuild/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(stall)
