@@ -117,6 +117,21 @@ pub struct AuditArgs {
     /// The sandbox for host steps.
     #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
     pub sandbox: SandboxChoice,
+    /// How to change the order directories list their entries in.
+    #[arg(long, value_enum, default_value_t = DirOrderChoice::Auto)]
+    pub dir_order: DirOrderChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirOrderChoice {
+    /// hash-seed where it works, else disorderfs.
+    Auto,
+    /// Build on a fresh ext4 with its own hash seed (native speed; needs
+    /// root and loop devices).
+    HashSeed,
+    /// Build through disorderfs, which shuffles every listing (no root
+    /// needed; slower).
+    Disorderfs,
 }
 
 #[derive(Debug, Args)]

@@ -86,8 +86,8 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<()> {
 }
 
 /// Detaches every mount at or below `path`, deepest first. An audit killed
-/// while disorderfs showed a build directory leaves that mount behind, and
-/// nothing under it can be removed until it is gone.
+/// during a rebuild leaves the build directory's ext4 or disorderfs mount
+/// behind, and nothing under it can be removed until it is gone.
 pub fn detach_mounts_under(path: &Path) -> Result<()> {
     let Ok(path) = path.canonicalize() else {
         return Ok(()); // nothing is mounted under a path that does not exist

@@ -202,8 +202,28 @@ fn mounts_under(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
+/// Loop devices backed by a file under `dir`.
+fn loop_devices_under(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new("losetup")
+        .args(["--list", "--noheadings", "--output", "BACK-FILE"])
+        .output()
+        .unwrap();
+    let dir = dir.canonicalize().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|file| file.starts_with(dir.to_str().unwrap()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Kills an audit while its rebuild runs in a mounted build directory, then
+/// audits again: the second audit clears the mount and succeeds.
+fn audit_killed_while_mounted_then_again(dir_order: &str) {
     let f = Fixture::tiny();
     // Slow only in the audit's rebuild, whose TZ is not UTC.
     f.write(
@@ -218,7 +238,7 @@ fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
 
     let mut audit = f.std_cmd();
     let mut audit = audit
-        .args(["audit", "--target", "t"])
+        .args(["audit", "--target", "t", "--dir-order", dir_order])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -227,7 +247,7 @@ fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
     while !audits.exists() || mounts_under(&audits).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the audit never mounted disorderfs (is it installed?)"
+            "the audit never mounted its build directory ({dir_order})"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -240,7 +260,7 @@ fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
     );
 
     f.cmd()
-        .args(["audit", "--target", "t"])
+        .args(["audit", "--target", "t", "--dir-order", dir_order])
         .assert()
         .success()
         .stderr(predicate::str::contains("nap: reproducible"));
@@ -249,14 +269,36 @@ fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
         "{:?}",
         mounts_under(&audits)
     );
+    // A detached ext4's loop device frees itself once nothing holds the
+    // file system; nothing should, soon after the audit ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !loop_devices_under(&audits).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loop devices left behind: {:?}",
+            loop_devices_under(&audits)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
-fn a_step_that_lists_a_directory_in_readdir_order_diverges_under_disorderfs() {
+fn an_audit_killed_while_disorderfs_is_mounted_does_not_stop_the_next() {
+    audit_killed_while_mounted_then_again("disorderfs");
+}
+
+#[test]
+fn an_audit_killed_while_its_ext4_is_mounted_does_not_stop_the_next() {
+    assert!(is_root(), "the hash-seed directory order needs root");
+    audit_killed_while_mounted_then_again("hash-seed");
+}
+
+/// Files made, removed and made again in the build directory, listed once
+/// as readdir returns them and once sorted: only the first depends on the
+/// directory order. Audited with `dir_order`, the first must differ and the
+/// second must not; the report names the variation by `described`.
+fn readdir_order_diverges(dir_order: Option<&str>, described: &str) {
     let f = Fixture::tiny();
-    // Files made, removed and made again in the build directory, listed
-    // once as readdir returns them and once sorted: only the first depends
-    // on the directory order the audit shuffles.
     f.write(
         "steps/listing.yaml",
         "name: listing\nversion: \"1\"\ndescription: Lists a directory unsorted.\nbuild: |\n  mkdir many && cd many\n  for i in $(seq 1 40); do echo \"$i\" > \"file-$i\"; done\n  rm file-7 && echo again > file-7\n  mkdir -p \"$OUT/share\"\n  ls -U > \"$OUT/share/unsorted\"\n  ls > \"$OUT/share/sorted\"\n  cat file-7 >> \"$OUT/share/sorted\"\n  chmod -R go-w \"$OUT\"\n",
@@ -267,18 +309,19 @@ fn a_step_that_lists_a_directory_in_readdir_order_diverges_under_disorderfs() {
     );
     f.cmd().args(["run", "--target", "t"]).assert().success();
 
-    let out = f
-        .cmd()
-        .args(["audit", "--target", "t", "--json"])
-        .assert()
-        .code(3);
+    let mut audit = f.cmd();
+    audit.args(["audit", "--target", "t", "--json"]);
+    if let Some(order) = dir_order {
+        audit.args(["--dir-order", order]);
+    }
+    let out = audit.assert().code(3);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert!(
         report["variations"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|v| v.as_str().unwrap().contains("disorderfs")),
+            .any(|v| v.as_str().unwrap().contains(described)),
         "{report:#}"
     );
     let files: Vec<&str> = report["steps"][0]["files"]
@@ -288,4 +331,33 @@ fn a_step_that_lists_a_directory_in_readdir_order_diverges_under_disorderfs() {
         .map(|file| file["path"].as_str().unwrap())
         .collect();
     assert_eq!(files, ["share/unsorted"], "{report:#}");
+}
+
+#[test]
+fn a_step_that_lists_a_directory_in_readdir_order_diverges_under_disorderfs() {
+    readdir_order_diverges(Some("disorderfs"), "(disorderfs)");
+}
+
+#[test]
+fn a_step_that_lists_a_directory_in_readdir_order_diverges_on_an_ext4_with_its_own_hash_seed() {
+    assert!(is_root(), "the hash-seed directory order needs root");
+    // The default, where it can be applied.
+    readdir_order_diverges(None, "fresh ext4 with its own hash seed");
+}
+
+#[test]
+fn an_unavailable_dir_order_is_refused_before_anything_is_rebuilt() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    // disorderfs is looked up on PATH; without it the choice cannot be kept.
+    f.cmd()
+        .env("PATH", "/nonexistent")
+        .args(["audit", "--target", "t", "--dir-order", "disorderfs"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot vary the directory order that way: disorderfs is missing",
+        ));
+    assert!(!f.state().join("audit/t").exists());
 }

@@ -18,6 +18,7 @@ use crate::mirror::Mirror;
 use crate::plan::StepState;
 use crate::project::Project;
 use crate::report::Reporter;
+use crate::runner::builddir::DirOrder;
 use crate::runner::{Cancel, Earlier, Runner, StepJob, Variation};
 use crate::state::StateDir;
 use crate::target::RunnerKind;
@@ -67,8 +68,13 @@ pub struct AuditReport {
 }
 
 /// The variation an audit applies, with a description of each part, and
-/// the parts this machine cannot apply.
-pub fn audit_variation(normal_jobs: usize) -> (Variation, Vec<String>, Vec<String>) {
+/// the parts this machine cannot apply. `dir_order` is the user's choice of
+/// how to change directory order; without one, the fastest this machine
+/// can apply is taken. A choice the machine cannot apply is an error.
+pub fn audit_variation(
+    normal_jobs: usize,
+    dir_order: Option<DirOrder>,
+) -> Result<(Variation, Vec<String>, Vec<String>)> {
     // One more job than normal changes the order in which make finishes
     // things as well as one fewer would, without making the rebuild of a
     // kernel or a compiler take twice as long on a small machine.
@@ -81,7 +87,7 @@ pub fn audit_variation(normal_jobs: usize) -> (Variation, Vec<String>, Vec<Strin
         hostname: Some("audit-rebuild".into()),
         jobs: Some(jobs),
         faketime: None,
-        shuffle_dirs: false,
+        dir_order: None,
     };
     let mut varied = vec![
         "build path: /audit/elsewhere/build instead of /build".to_string(),
@@ -103,19 +109,32 @@ pub fn audit_variation(normal_jobs: usize) -> (Variation, Vec<String>, Vec<Strin
             not_varied.push("wall clock: libfaketime is not installed (Debian: faketime)".into())
         }
     }
-    let disorderfs = std::process::Command::new("disorderfs")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if disorderfs && Path::new("/dev/fuse").exists() {
-        variation.shuffle_dirs = true;
-        varied.push("directory order: shuffled (disorderfs)".into());
-    } else {
-        not_varied.push(
-            "directory order: disorderfs or /dev/fuse is missing (Debian: disorderfs)".into(),
-        );
+    match dir_order {
+        Some(chosen) => {
+            chosen.check().map_err(|why| {
+                Error::Usage(format!("cannot vary the directory order that way: {why}"))
+            })?;
+            variation.dir_order = Some(chosen);
+            varied.push(chosen.describe().into());
+        }
+        None => {
+            let mut missing = Vec::new();
+            for candidate in [DirOrder::HashSeed, DirOrder::Disorderfs] {
+                match candidate.check() {
+                    Ok(()) => {
+                        variation.dir_order = Some(candidate);
+                        varied.push(candidate.describe().into());
+                        break;
+                    }
+                    Err(why) => missing.push(why),
+                }
+            }
+            if variation.dir_order.is_none() {
+                not_varied.push(format!("directory order: {}", missing.join("; ")));
+            }
+        }
     }
-    (variation, varied, not_varied)
+    Ok((variation, varied, not_varied))
 }
 
 fn find_libfaketime() -> Option<PathBuf> {

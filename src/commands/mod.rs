@@ -7,7 +7,8 @@ mod lock;
 mod mirror;
 
 use crate::cli::{
-    AccelChoice, AuditArgs, Cli, Command, PlanArgs, RunArgs, SandboxChoice, StatusArgs,
+    AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, PlanArgs, RunArgs, SandboxChoice,
+    StatusArgs,
 };
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
@@ -17,6 +18,7 @@ use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;
 use crate::runner::Runners;
+use crate::runner::builddir::DirOrder;
 use crate::runner::host::HostRunner;
 use crate::runner::vm::{Accel, VmRunner};
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
@@ -331,6 +333,12 @@ fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
         cancel,
     } = Session::open(paths, args.sandbox, AccelChoice::Tcg)?;
     let jobs = cpus();
+    let dir_order = match args.dir_order {
+        DirOrderChoice::Auto => None,
+        DirOrderChoice::HashSeed => Some(DirOrder::HashSeed),
+        DirOrderChoice::Disorderfs => Some(DirOrder::Disorderfs),
+    };
+    let variation = crate::audit::audit_variation(jobs, dir_order)?;
     let mut auditor = crate::audit::Auditor {
         project: &project,
         state: &state,
@@ -342,7 +350,7 @@ fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
     let target = &args.target.target;
     let report = auditor.audit(
         target,
-        crate::audit::audit_variation(jobs),
+        variation,
         jobs,
         &std::env::args().collect::<Vec<_>>().join(" "),
     )?;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use super::builddir::BuildDir;
 use super::{Cancel, Runner, StepJob};
 use crate::buildtree;
 use crate::error::{Error, IoContext, Result};
@@ -115,39 +116,31 @@ impl Runner for HostRunner {
         let step = &job.planned.chain_step.step;
         let id = job.planned.id();
         fresh_dir(&job.work)?;
-        for dir in ["build", "out", "sysroot"] {
+        for dir in ["out", "sysroot"] {
             fs::create_dir(job.work.join(dir))
                 .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
         }
-        buildtree::prepare(step, &job.sources, &job.work.join("build"))?;
+        let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
+        let (mut build_dir, build_note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
+        buildtree::prepare(step, &job.sources, build_dir.path())?;
         for tree in job.stage_trees() {
             link_tree(&tree, &job.work.join("sysroot"))?;
         }
         let script = job.work.join("step.sh");
         fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;
 
-        // An audit may show the build directory through disorderfs, which
-        // returns directory entries in a shuffled order.
-        let shuffled = match &job.variation {
-            Some(v) if v.shuffle_dirs => Some(Disorderfs::mount(
-                &job.work.join("build"),
-                &job.work.join("build-shuffled"),
-            )?),
-            _ => None,
-        };
-        let build = shuffled
-            .as_ref()
-            .map_or_else(|| job.work.join("build"), |d| d.mountpoint.clone());
+        let build = build_dir.show()?;
         let spec = self.spec(job, &script, &build);
         let argv = self.sandbox.command(&spec);
         let mut log = open_log(&job.log)?;
         writeln!(
             log,
-            "# stagebuild step {id} ({} {})\n# key {}\n# sandbox {}\n# {}",
+            "# stagebuild step {id} ({} {})\n# key {}\n# sandbox {}\n{}# {}",
             step.definition.name,
             step.definition.version,
             job.planned.key,
             self.sandbox.name(),
+            build_note.map_or_else(String::new, |note| format!("# {note}\n")),
             shell_words(&argv)
         )
         .io_context(|| format!("writing {}", job.log.display()))?;
@@ -194,11 +187,11 @@ impl Runner for HostRunner {
         let status = status.io_context(|| format!("waiting for {id}"))?;
         // Whatever the step left running in its group goes with it.
         let _ = killpg(pgid, Signal::SIGKILL);
-        drop(shuffled);
         if status.success() {
-            fresh_dir(&job.work.join("build"))?;
+            build_dir.remove()?;
             return Ok(());
         }
+        drop(build_dir);
         let status = match status.code() {
             Some(code) => format!("exit code {code}"),
             None => "killed by a signal".to_string(),
@@ -271,49 +264,4 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A disorderfs view of a directory, unmounted when dropped.
-struct Disorderfs {
-    mountpoint: PathBuf,
-}
-
-impl Disorderfs {
-    fn mount(dir: &Path, mountpoint: &Path) -> Result<Disorderfs> {
-        fs::create_dir_all(mountpoint)
-            .io_context(|| format!("creating {}", mountpoint.display()))?;
-        let status = std::process::Command::new("disorderfs")
-            .args(["--shuffle-dirents=yes", "--multi-user=yes", "--quiet"])
-            // Every write to the tree goes through this mount, so the kernel
-            // may cache names, attributes and pages without going stale; that
-            // makes a kernel build under it about a third faster. Directory
-            // listings are not cached: each one is shuffled afresh.
-            .args([
-                "-o",
-                "entry_timeout=3600,attr_timeout=3600,negative_timeout=3600,kernel_cache,big_writes",
-            ])
-            .arg(dir)
-            .arg(mountpoint)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .io_context(|| "running disorderfs (Debian: apt-get install disorderfs)")?;
-        if !status.success() {
-            return Err(Error::Other(format!(
-                "disorderfs could not mount {}",
-                dir.display()
-            )));
-        }
-        Ok(Disorderfs {
-            mountpoint: mountpoint.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Disorderfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-    }
 }

@@ -2,6 +2,7 @@
 //! a foreign architecture) is one new module implementing [`Runner`].
 
 pub mod basedisk;
+pub mod builddir;
 pub mod host;
 pub mod kexec;
 pub mod vm;
@@ -71,8 +72,8 @@ pub struct Variation {
     pub jobs: Option<usize>,
     /// libfaketime and its FAKETIME setting, to move the wall clock.
     pub faketime: Option<(PathBuf, String)>,
-    /// Show the build directory through disorderfs, which shuffles listings.
-    pub shuffle_dirs: bool,
+    /// How directories in the build directory list their entries differently.
+    pub dir_order: Option<builddir::DirOrder>,
 }
 
 impl StepJob<'_> {
