@@ -169,7 +169,7 @@ impl BuildDir {
     }
 
     /// A sparse image as large as the free space beside it (the build can
-    /// use no more anyway), without a journal (nothing in it outlives the
+    /// use no more anyway, and only what it writes takes space), without a journal (nothing in it outlives the
     /// step) and with the hash seed given.
     fn mount_ext4(&mut self, image: &Path, seed: &str) -> Result<()> {
         let _ = fs::remove_file(image);
@@ -179,7 +179,9 @@ impl BuildDir {
             .map_err(|e| {
                 Error::Other(format!("measuring free space in {}: {e}", parent.display()))
             })?;
-        let size = free.max(1 << 30);
+        // At most 1 TiB: more is no build directory, and ext4 hosts cap a
+        // file at 16 TiB.
+        let size = free.clamp(1 << 30, 1 << 40);
         let file =
             fs::File::create(image).io_context(|| format!("creating {}", image.display()))?;
         file.set_len(size)
