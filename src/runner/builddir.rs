@@ -169,8 +169,8 @@ impl BuildDir {
     }
 
     /// A sparse image as large as the free space beside it (the build can
-    /// use no more anyway, and only what it writes takes space), without a journal (nothing in it outlives the
-    /// step) and with the hash seed given.
+    /// use no more anyway, and only what it writes takes space), without a
+    /// journal (nothing in it outlives the step), with the hash seed given.
     fn mount_ext4(&mut self, image: &Path, seed: &str) -> Result<()> {
         let _ = fs::remove_file(image);
         let parent = image.parent().unwrap_or(Path::new("."));
