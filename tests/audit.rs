@@ -221,20 +221,27 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// A project whose target `t` is the one host step `id`, defined by `yaml`,
+/// built once.
+fn built_one_step_target(id: &str, yaml: &str) -> Fixture {
+    let f = Fixture::tiny();
+    f.write(&format!("steps/{id}.yaml"), yaml);
+    f.write(
+        "steps/targets/t.yaml",
+        format!("name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [{id}]\n"),
+    );
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    f
+}
+
 /// Kills an audit while its rebuild runs in a mounted build directory, then
 /// audits again: the second audit clears the mount and succeeds.
 fn audit_killed_while_mounted_then_again(dir_order: &str) {
-    let f = Fixture::tiny();
     // Slow only in the audit's rebuild, whose TZ is not UTC.
-    f.write(
-        "steps/nap.yaml",
+    let f = built_one_step_target(
+        "nap",
         "name: nap\nversion: \"1\"\ndescription: Naps when audited.\nbuild: |\n  if [ \"$TZ\" != UTC ]; then sleep 5; fi\n  echo rested > \"$OUT/nap\"\n  chmod 644 \"$OUT/nap\"\n",
     );
-    f.write(
-        "steps/targets/t.yaml",
-        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [nap]\n",
-    );
-    f.cmd().args(["run", "--target", "t"]).assert().success();
 
     let mut audit = f.std_cmd();
     let mut audit = audit
@@ -298,16 +305,10 @@ fn an_audit_killed_while_its_ext4_is_mounted_does_not_stop_the_next() {
 /// directory order. Audited with `dir_order`, the first must differ and the
 /// second must not; the report names the variation by `described`.
 fn readdir_order_diverges(dir_order: Option<&str>, described: &str) {
-    let f = Fixture::tiny();
-    f.write(
-        "steps/listing.yaml",
+    let f = built_one_step_target(
+        "listing",
         "name: listing\nversion: \"1\"\ndescription: Lists a directory unsorted.\nbuild: |\n  mkdir many && cd many\n  for i in $(seq 1 40); do echo \"$i\" > \"file-$i\"; done\n  rm file-7 && echo again > file-7\n  mkdir -p \"$OUT/share\"\n  ls -U > \"$OUT/share/unsorted\"\n  ls > \"$OUT/share/sorted\"\n  cat file-7 >> \"$OUT/share/sorted\"\n  chmod -R go-w \"$OUT\"\n",
     );
-    f.write(
-        "steps/targets/t.yaml",
-        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [listing]\n",
-    );
-    f.cmd().args(["run", "--target", "t"]).assert().success();
 
     let mut audit = f.cmd();
     audit.args(["audit", "--target", "t", "--json"]);

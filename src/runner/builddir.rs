@@ -74,7 +74,7 @@ fn runs(program: &str, arg: &str) -> bool {
 
 /// The hash seed of a step's audit file system, derived from its cache key
 /// so that an audit finding repeats when the audit is run again.
-pub fn hash_seed(key: &str) -> String {
+fn hash_seed(key: &str) -> String {
     let hex =
         crate::digest::hex_sha256(format!("stagebuild audit directory order\n{key}").as_bytes());
     format!(
@@ -172,7 +172,6 @@ impl BuildDir {
     /// use no more anyway, and only what it writes takes space), without a
     /// journal (nothing in it outlives the step), with the hash seed given.
     fn mount_ext4(&mut self, image: &Path, seed: &str) -> Result<()> {
-        let _ = fs::remove_file(image);
         let parent = image.parent().unwrap_or(Path::new("."));
         let free = nix::sys::statvfs::statvfs(parent)
             .map(|s| s.blocks_available() * s.fragment_size())
