@@ -44,6 +44,12 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// One uninterrupted build of the demo, shared by the tests below.
+///
+/// `STAGEBUILD_DEMO_STATE=DIR` seeds it with a copy of the checkpoints and
+/// records of a demo built earlier (say by `scripts/demo.sh`), so that a
+/// developer iterating on one test does not rebuild the kernels each time.
+/// The copy is resumed, not trusted: a checkpoint whose key no longer matches
+/// the project is rebuilt.
 fn built_demo() -> &'static Path {
     static STATE: OnceLock<PathBuf> = OnceLock::new();
     STATE.get_or_init(|| {
@@ -52,13 +58,32 @@ fn built_demo() -> &'static Path {
             .args(["mirror", "fetch", "--target", "demo"])
             .assert()
             .success();
+        let mut run = vec!["run", "--target", "demo"];
+        if let Some(seed) = std::env::var_os("STAGEBUILD_DEMO_STATE") {
+            copy_state_records(Path::new(&seed), &state);
+            run.push("--resume");
+        }
         stagebuild(&state)
-            .args(["run", "--target", "demo"])
+            .args(&run)
             .timeout(Duration::from_secs(1200))
             .assert()
             .success();
         state
     })
+}
+
+/// Copies the checkpoints, records and logs of the state `from` into `to`.
+fn copy_state_records(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in ["checkpoints", "targets", "logs"] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(from.join(entry))
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying {entry}");
+    }
 }
 
 fn checkpoint_tree(state: &Path, step: &str) -> PathBuf {
@@ -323,18 +348,8 @@ fn every_demo_step_is_reproducible_under_the_audit_variations() {
 /// without disturbing it. Only those: other tests audit the shared state
 /// meanwhile, writing under its audit/ and work/.
 fn copy_of_built_state(name: &str) -> PathBuf {
-    let state = built_demo();
     let copy = scratch(name).join("state");
-    fs::create_dir_all(&copy).unwrap();
-    for entry in ["checkpoints", "targets", "logs"] {
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(state.join(entry))
-            .arg(&copy)
-            .status()
-            .unwrap();
-        assert!(status.success(), "copying {entry}");
-    }
+    copy_state_records(built_demo(), &copy);
     copy
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod canary;
 pub mod http;
 
 use std::collections::BTreeMap;
