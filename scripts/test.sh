@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-debian.sh
+# Formatting and lints first: they fail in seconds, before the long tests.
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked
 target/debug/stagebuild mirror fetch --target demo
 cargo test --locked -- --include-ignored
