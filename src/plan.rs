@@ -309,7 +309,10 @@ mod tests {
     fn keys_are_stable_and_depend_on_every_input() {
         let base = inputs("d", Some("p"));
         // A fixed value: if this changes, every user's checkpoints are invalidated.
-        assert_eq!(base.key(), inputs("d", Some("p")).key());
+        assert_eq!(
+            base.key(),
+            "34692ef5b8cf316ac1053694d725bcb735fe6baaac5e5b54311530d5daaa51df"
+        );
         for changed in [
             KeyInputs {
                 definition: "x".into(),
@@ -324,6 +327,10 @@ mod tests {
                 ..base.clone()
             },
             KeyInputs {
+                files: "x".into(),
+                ..base.clone()
+            },
+            KeyInputs {
                 runner: "x".into(),
                 ..base.clone()
             },
@@ -334,5 +341,83 @@ mod tests {
         ] {
             assert_ne!(changed.key(), base.key());
         }
+    }
+}
+
+/// Literal keys of a real project on disk, through the real loaders: any
+/// change to how a key is derived (normalisation, any of its parts, the
+/// chaining) changes one of these, and would invalidate every user's
+/// checkpoints, so it must be deliberate.
+#[cfg(test)]
+mod pinned_keys {
+    use std::fs;
+
+    use crate::project::Project;
+
+    fn write(root: &std::path::Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn keys_of_a_fixed_project_are_pinned_and_each_input_moves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            root,
+            "sources.lock",
+            "version: 1\nsources:\n  - name: a-1.tar.gz\n    sha256: \
+             0000000000000000000000000000000000000000000000000000000000000001\n    \
+             size: 1\n    urls: [\"https://example.org/a-1.tar.gz\"]\n",
+        );
+        write(
+            root,
+            "steps/a.yaml",
+            "name: a\nversion: \"1\"\ndescription: A.\nsources: [a-1.tar.gz]\n\
+             patches: [fix.patch]\nfiles: [extra.conf]\nbuild: |\n  true\n",
+        );
+        write(root, "patches/a/fix.patch", "--- a/x\n+++ b/x\n");
+        write(root, "files/a/extra.conf", "setting = 1\n");
+        write(
+            root,
+            "steps/b.yaml",
+            "name: b\nversion: \"2\"\ndescription: B.\nbuild: |\n  true\n",
+        );
+        write(
+            root,
+            "steps/targets/t.yaml",
+            "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    \
+             runner: host\n    steps: [a, b]\n",
+        );
+        let keys = || {
+            let project = Project::open(root).unwrap();
+            let chain = project.chain("t", &[]).unwrap();
+            super::keys(&chain, &project.lock)
+                .into_iter()
+                .map(|p| p.key)
+                .collect::<Vec<_>>()
+        };
+        let pinned = keys();
+        assert_eq!(
+            pinned,
+            [
+                "c8634b7400700f85f62db4b54be7cfdf9a9b8dd8e603ff9e56cfdb9f21aed2da".to_string(),
+                "5fab84d9c131136ed10366320203812b666dee64c21fa2370c6b6464421f3400".to_string(),
+            ]
+        );
+        // Each input moves the first key, and through the parent the second.
+        for (rel, text) in [
+            ("files/a/extra.conf", "setting = 2\n"),
+            ("patches/a/fix.patch", "--- a/y\n+++ b/y\n"),
+        ] {
+            let before = fs::read_to_string(root.join(rel)).unwrap();
+            write(root, rel, text);
+            let moved = keys();
+            assert_ne!(moved[0], pinned[0], "{rel}");
+            assert_ne!(moved[1], pinned[1], "{rel}");
+            write(root, rel, &before);
+        }
+        assert_eq!(keys(), pinned);
     }
 }

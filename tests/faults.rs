@@ -627,7 +627,13 @@ fn a_patch_that_does_not_apply_points_at_its_hunk_and_keeps_earlier_checkpoints(
         ),
     );
     f.cmd().args(["run", "--target", "t"]).assert().success();
-    assert!(fs::read(f.state().join("checkpoints")).is_err());
+    // Both steps are committed: the failure below must keep them.
+    let committed = common::manifests(&f.state(), "t");
+    assert_eq!(
+        committed.keys().collect::<Vec<_>>(),
+        ["greet0", "hello"],
+        "{committed:?}"
+    );
 
     // The same patch, now against a line that is not there.
     f.write(
