@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod lock;
+pub mod logs;
 pub mod manifest;
 pub mod mirror;
 pub mod outputs;
