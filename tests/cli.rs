@@ -371,3 +371,67 @@ fn a_missing_field_is_named_with_an_example_and_workdir_dot_is_the_build_directo
         f.write("steps/hello.yaml", text);
     }
 }
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn no_stale_log_remains_after_a_step_is_inserted_or_removed() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    let logs = f.state().join("logs/t");
+    assert_eq!(names_in(&logs), ["greet.log", "hello.log"]);
+
+    // A step inserted first: every later step is rebuilt (its key covers
+    // the steps before it), and no log keeps an old position's name.
+    f.write(
+        "steps/intro.yaml",
+        "name: intro\nversion: \"1\"\ndescription: Comes first.\nbuild: |\n  echo intro > \"$OUT/intro\"\n",
+    );
+    f.write(
+        "steps/targets/t.yaml",
+        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [intro, hello, greet]\n",
+    );
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .success();
+    assert_eq!(
+        names_in(&logs),
+        ["greet.log", "hello.log", "history", "intro.log"]
+    );
+    assert_eq!(
+        names_in(&logs.join("history")),
+        ["greet.1.log", "hello.1.log"]
+    );
+    assert!(
+        fs::read_to_string(logs.join("greet.log"))
+            .unwrap()
+            .contains("=== stagebuild: build ==="),
+        "greet.log is the latest build's"
+    );
+    f.cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("log hello.log, 1 earlier"));
+
+    // A step removed: its log leaves the current ones.
+    f.write(
+        "steps/targets/t.yaml",
+        "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [intro, hello]\n",
+    );
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .success();
+    assert_eq!(names_in(&logs), ["hello.log", "history", "intro.log"]);
+    assert!(logs.join("history/greet.2.log").is_file());
+}

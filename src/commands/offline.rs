@@ -89,6 +89,19 @@ fn fill(
     dirs: &[PathBuf],
     jobs: usize,
 ) -> Result<Vec<(String, Outcome)>> {
+    if dirs.is_empty() {
+        // Nowhere to copy from: only say what the mirror lacks.
+        return Ok(entries
+            .iter()
+            .map(|e| {
+                let outcome = match mirror.has(e) {
+                    true => Outcome::Present,
+                    false => Outcome::Failed { errors: Vec::new() },
+                };
+                (e.name.clone(), outcome)
+            })
+            .collect());
+    }
     let local = LocalDirs(dirs.to_vec());
     let fetchers: [&dyn Fetcher; 1] = [&local];
     let reporter = report::fetch_reporter();

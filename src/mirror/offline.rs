@@ -54,20 +54,20 @@ pub fn would_try(entry: &LockEntry) -> Vec<String> {
 /// The error for sources that neither the mirror nor `dirs` hold, when no
 /// download is allowed.
 pub fn missing(mirror: &Path, entries: &[&LockEntry], dirs: &[PathBuf]) -> Error {
+    let places = match dirs {
+        [] => format!("not in the mirror {}", mirror.display()),
+        dirs => format!(
+            "in neither the mirror {} nor {}",
+            mirror.display(),
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let mut message = format!(
-        "{} source(s) are in neither the mirror {}{} and --offline allows no download:",
-        entries.len(),
-        mirror.display(),
-        match dirs {
-            [] => String::new(),
-            dirs => format!(
-                " nor {}",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        "{} source(s) are {places}, and --offline allows no download:",
+        entries.len()
     );
     for entry in entries {
         message += &format!(
