@@ -357,7 +357,7 @@ fn a_failing_step_shows_its_log_tail_and_the_resume_command() {
         .stderr(
             predicate::str::contains("step broken failed (exit code 1)")
                 .and(predicate::str::contains("| about to fail"))
-                .and(predicate::str::contains("02-broken.log"))
+                .and(predicate::str::contains("logs/t/broken.log"))
                 .and(predicate::str::contains("run --target t --resume")),
         );
     // The step before it is kept.
