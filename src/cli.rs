@@ -46,9 +46,8 @@ pub enum Command {
     Lock(LockCommand),
     /// Write a new project with an example step that builds: `init`, then `plan`, then `run`.
     Init {
-        /// Where to write it; it must be empty or not exist yet.
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// Where to write it [default: --project]; it must not hold a project yet.
+        dir: Option<PathBuf>,
     },
     /// Print a shell completion script: `stagebuild completions bash > /etc/bash_completion.d/stagebuild`.
     Completions {

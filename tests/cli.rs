@@ -231,12 +231,19 @@ fn init_then_plan_then_run_builds_the_example_in_an_empty_directory() {
 fn init_writes_the_same_example_tarball_every_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut locks = Vec::new();
+    // `init DIR`, or `--project DIR init`.
+    stagebuild()
+        .arg("init")
+        .arg(dir.path().join("a"))
+        .assert()
+        .success();
+    stagebuild()
+        .arg("--project")
+        .arg(dir.path().join("b"))
+        .arg("init")
+        .assert()
+        .success();
     for name in ["a", "b"] {
-        stagebuild()
-            .arg("init")
-            .arg(dir.path().join(name))
-            .assert()
-            .success();
         locks.push(fs::read_to_string(dir.path().join(name).join("sources.lock")).unwrap());
     }
     assert_eq!(locks[0], locks[1]);

@@ -66,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
         Command::Init { dir } => {
+            let dir = dir.as_ref().unwrap_or(&cli.project);
             init::run(dir, cli.mirror.as_deref().unwrap_or(&dir.join("mirror")))
         }
         Command::Completions { shell } => manual::completions(*shell),

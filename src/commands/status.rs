@@ -3,6 +3,7 @@
 
 use super::Paths;
 use crate::cli::StatusArgs;
+use crate::color::{Stream, Style, paint};
 use crate::error::Result;
 use crate::report;
 use crate::state::StateDir;
@@ -49,9 +50,9 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
         );
         for (id, step) in &record.steps {
             let present = if store.exists(&step.key) {
-                "checkpoint"
+                paint(Stream::Stdout, Style::Good, "checkpoint")
             } else {
-                "checkpoint missing"
+                paint(Stream::Stdout, Style::Error, "checkpoint missing")
             };
             let kernel = recorded_kernel(&store, &step.key)
                 .map(|k| format!(" (guest kernel: {k})"))
