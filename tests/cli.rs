@@ -247,6 +247,22 @@ fn init_writes_the_same_example_tarball_every_time() {
         locks.push(fs::read_to_string(dir.path().join(name).join("sources.lock")).unwrap());
     }
     assert_eq!(locks[0], locks[1]);
+
+    // A directory with files of its own keeps them: init refuses.
+    let own = dir.path().join("own");
+    fs::create_dir(&own).unwrap();
+    fs::write(own.join(".gitignore"), "target/\n").unwrap();
+    stagebuild()
+        .arg("init")
+        .arg(&own)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(".gitignore exists"));
+    assert_eq!(
+        fs::read_to_string(own.join(".gitignore")).unwrap(),
+        "target/\n"
+    );
+    assert!(!own.join("sources.lock").exists());
 }
 
 fn plan_lines(f: &Fixture) -> Vec<String> {

@@ -80,13 +80,11 @@ const GITIGNORE: &str = "/state/\n/mirror/\n";
 
 /// Writes the project into `dir` and its example source into `mirror`.
 pub fn run(dir: &Path, mirror: &Path) -> Result<()> {
-    for existing in ["sources.lock", "steps"] {
-        if dir.join(existing).exists() {
-            return Err(Error::Usage(format!(
-                "{} already holds a project ({existing} exists); init writes only new ones",
-                dir.display()
-            )));
-        }
+    if dir.join("sources.lock").exists() || dir.join("steps").exists() {
+        return Err(Error::Usage(format!(
+            "{} already holds a project; init writes only new ones",
+            dir.display()
+        )));
     }
     let tarball = hello_tarball()?;
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tarball));
@@ -105,6 +103,13 @@ pub fn run(dir: &Path, mirror: &Path) -> Result<()> {
             "Files a step copies into its build directory before its phases run:\nfiles/STEP/NAME, listed in the step's `files:`.\n",
         ),
     ];
+    // Nothing already there is replaced, not even a .gitignore.
+    if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
+        return Err(Error::Usage(format!(
+            "{} exists; init writes only new files (move it aside, or write the project elsewhere)",
+            dir.join(name).display()
+        )));
+    }
     for (name, text) in files {
         let path = dir.join(name);
         fs::create_dir_all(path.parent().expect("a file in the project"))

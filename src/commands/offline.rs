@@ -56,19 +56,23 @@ pub fn fetch(project: &Project, mirror: &Mirror, args: &FetchArgs) -> Result<()>
 /// own check.
 pub fn prepare_run(paths: &Paths, args: &RunArgs) -> Result<()> {
     let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
-    let plan = Plan::load(
-        &project,
-        &state,
-        &args.target.target,
-        &args.target.overrides,
-    )?;
-    let mut names: Vec<&str> = plan
-        .steps
+    let (target, overrides) = (&args.target.target, &args.target.overrides);
+    // --fresh builds every step, and does not read the earlier record.
+    let to_build: Vec<_> = if args.fresh {
+        project.chain(target, overrides)?.steps
+    } else {
+        let state = StateDir::new(paths.state.clone());
+        let plan = Plan::load(&project, &state, target, overrides)?;
+        plan.steps
+            .into_iter()
+            .zip(plan.states)
+            .filter(|(_, state)| *state != StepState::Done)
+            .map(|(planned, _)| planned.chain_step)
+            .collect()
+    };
+    let mut names: Vec<&str> = to_build
         .iter()
-        .zip(&plan.states)
-        .filter(|(_, state)| args.fresh || **state != StepState::Done)
-        .flat_map(|(p, _)| p.chain_step.step.definition.sources.iter())
+        .flat_map(|s| s.step.definition.sources.iter())
         .map(String::as_str)
         .collect();
     names.sort();
