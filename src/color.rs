@@ -68,6 +68,20 @@ fn decide(choice: ColorChoice, no_color: bool, force: bool, terminal: bool) -> b
     }
 }
 
+/// The `--color` given in raw arguments (`--color X` or `--color=X`), for
+/// clap's own help and usage errors, which it prints before parsing is done.
+pub fn choice_in_args(args: &[std::ffi::OsString]) -> Option<ColorChoice> {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let value = words.iter().enumerate().rev().find_map(|(i, w)| {
+        w.strip_prefix("--color=").or_else(|| {
+            (*w == "--color")
+                .then(|| words.get(i + 1).copied())
+                .flatten()
+        })
+    })?;
+    <ColorChoice as clap::ValueEnum>::from_str(value, false).ok()
+}
+
 /// Whether `stream` gets colour; before [`init`] (in tests of the library),
 /// never.
 pub fn enabled(stream: Stream) -> bool {
@@ -99,5 +113,20 @@ mod tests {
         assert!(decide(Auto, false, true, false));
         assert!(decide(Auto, false, false, true));
         assert!(!decide(Auto, false, false, false));
+    }
+
+    #[test]
+    fn the_flag_is_found_in_raw_arguments_either_way_and_the_last_wins() {
+        let args = |s: &str| s.split(' ').map(Into::into).collect::<Vec<_>>();
+        assert_eq!(
+            choice_in_args(&args("stagebuild --color never plan")),
+            Some(ColorChoice::Never)
+        );
+        assert_eq!(
+            choice_in_args(&args("stagebuild --color=always plan --color never")),
+            Some(ColorChoice::Never)
+        );
+        assert_eq!(choice_in_args(&args("stagebuild plan --color")), None);
+        assert_eq!(choice_in_args(&args("stagebuild plan")), None);
     }
 }

@@ -336,6 +336,16 @@ fn colour_follows_the_flag_then_no_color_then_clicolor_force() {
         &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]
     )));
     assert!(plan("always", &[]).contains("\x1b[36mto build\x1b[0m"));
+    // clap's own help and usage errors too.
+    let help = |flag: &str| {
+        stdout_of(
+            stagebuild()
+                .env("CLICOLOR_FORCE", "1")
+                .env_remove("NO_COLOR")
+                .args(["--color", flag, "--help"]),
+        )
+    };
+    assert!(coloured(&help("always")) && !coloured(&help("never")));
     // Errors and progress use the same choice.
     f.cmd()
         .args(["--color", "always", "plan", "--target", "nope"])
