@@ -7,7 +7,8 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use crate::digest::file_sha256;
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
 use crate::lock::Lock;
@@ -76,6 +77,8 @@ sources:
 
 const PATCHES_README: &str = "Patches a step applies, in the order its `patches:` lists them:\npatches/STEP/NAME.patch, made with `diff -u` (or `git diff`) from the\ntop of the step's workdir.\n";
 
+const FILES_README: &str = "Files a step copies into its build directory before its phases run:\nfiles/STEP/NAME, listed in the step's `files:`.\n";
+
 const GITIGNORE: &str = "/state/\n/mirror/\n";
 
 /// Writes the project into `dir` and its example source into `mirror`.
@@ -87,7 +90,7 @@ pub fn run(dir: &Path, mirror: &Path) -> Result<()> {
         )));
     }
     let tarball = hello_tarball()?;
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&tarball));
+    let sha256 = hex::encode(Sha256::digest(&tarball));
     let lock = format!(
         "{LOCK_HEADER}\n  - name: {TARBALL}\n    sha256: {sha256}\n    size: {}\n    urls:\n      - https://example.org/{TARBALL}\n",
         tarball.len()
@@ -98,10 +101,7 @@ pub fn run(dir: &Path, mirror: &Path) -> Result<()> {
         ("sources.lock", &lock),
         ("patches/README", PATCHES_README),
         (".gitignore", GITIGNORE),
-        (
-            "files/README",
-            "Files a step copies into its build directory before its phases run:\nfiles/STEP/NAME, listed in the step's `files:`.\n",
-        ),
+        ("files/README", FILES_README),
     ];
     // Nothing already there is replaced, not even a .gitignore.
     if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
@@ -123,7 +123,6 @@ pub fn run(dir: &Path, mirror: &Path) -> Result<()> {
     let tmp = tempfile::NamedTempFile::new_in(mirror.tmp_dir()?)
         .io_context(|| "creating a temporary file in the mirror")?;
     fs::write(tmp.path(), &tarball).io_context(|| format!("writing {}", tmp.path().display()))?;
-    debug_assert_eq!(file_sha256(tmp.path()).ok().map(|(s, _)| s), Some(sha256));
     mirror.adopt(entry, tmp.path())?;
 
     println!("a new project in {}:", dir.display());
