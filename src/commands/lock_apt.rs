@@ -146,6 +146,10 @@ fn orig_tarball(dir: &Path, failure: Option<&str>) -> Result<String> {
         .collect();
     match origs.as_slice() {
         [one] => Ok(one.to_string()),
+        [] if files.is_empty() => Err(Error::Other(format!(
+            "apt-get source gave no file{}",
+            failure.map(|f| format!(": {f}")).unwrap_or_default()
+        ))),
         _ => Err(Error::Usage(format!(
             "cannot tell which file to pin: apt-get gave {}{}; name one after --apt",
             if files.is_empty() {
