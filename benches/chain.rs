@@ -291,12 +291,8 @@ fn main() {
     let logs = state.join("logs/resume");
     let mut vm_checkpoints = Vec::new();
     let mut boots = Vec::new();
-    for (i, id) in ["guest", "h1", "h2", "h3", "h4", "v1", "v2", "v3", "v4"]
-        .iter()
-        .enumerate()
-    {
-        let log =
-            fs::read_to_string(logs.join(format!("{:02}-{id}.log", i + 1))).unwrap_or_default();
+    for id in ["guest", "h1", "h2", "h3", "h4", "v1", "v2", "v3", "v4"] {
+        let log = fs::read_to_string(logs.join(format!("{id}.log"))).unwrap_or_default();
         if let Some(cost) = vm_checkpoint_cost(&log) {
             vm_checkpoints.push(cost);
         }

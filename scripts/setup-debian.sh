@@ -24,7 +24,9 @@ apt-get update -q
 # bubblewrap: the sandbox; faketime and disorderfs: the audit's clock and
 # directory-order variations; chromium: the test that opens the audit report;
 # qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs;
-# gcc-multilib: the 32-bit userland; flex, bison, bc, libelf-dev: the kernels.
+# gcc-multilib: the 32-bit userland; flex, bison, bc, libelf-dev: the kernels;
+# zsh, fish, man-db, python3-jsonschema, python3-yaml: the tests that check
+# the shell completions, the man page and the JSON Schema of step files.
 # Some images carry a newer qemu-utils from backports, which breaks
 # qemu-system-x86 from the release: pin both to the release's version.
 qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
@@ -36,7 +38,8 @@ apt-get install -y -q --no-install-recommends --allow-downgrades \
     "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" \
     bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
     curl git faketime disorderfs fuse3 chromium \
-    e2fsprogs cpio gcc-multilib flex bison bc libelf-dev
+    e2fsprogs cpio gcc-multilib flex bison bc libelf-dev \
+    zsh fish man-db python3-jsonschema python3-yaml
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2

@@ -20,6 +20,10 @@ pub struct Cli {
     /// Where source files live [default: PROJECT/mirror].
     #[arg(long, global = true)]
     pub mirror: Option<PathBuf>,
+    /// Colour in progress, reports and errors. auto: on a terminal, unless
+    /// NO_COLOR is set (CLICOLOR_FORCE forces it).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,12 +44,48 @@ pub enum Command {
     /// Edit sources.lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Write a new project with an example step that builds: `init`, then `plan`, then `run`.
+    Init {
+        /// Where to write it [default: --project]; it must not hold a project yet.
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `stagebuild completions bash > /etc/bash_completion.d/stagebuild`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `stagebuild man | man -l -`; or write one per subcommand.
+    Man {
+        /// Write stagebuild.1 and a page for each subcommand into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of step or target files, for a YAML language server.
+    Schema {
+        #[arg(value_enum)]
+        kind: SchemaKind,
+    },
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {
         #[arg(long)]
         spec_json: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// A step file, steps/NAME.yaml.
+    Step,
+    /// A target file, steps/targets/NAME.yaml.
+    Target,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +121,13 @@ pub struct RunArgs {
     /// (KVM if a probe boot shows guests run under it, else tcg).
     #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
     pub accel: AccelChoice,
+    /// Use no network: sources come from the mirror, or from the --from
+    /// directories, and a missing one is an error that says how to import it.
+    #[arg(long)]
+    pub offline: bool,
+    /// A directory to import missing sources from (matched by sha256) before the run.
+    #[arg(long = "from", value_name = "DIR")]
+    pub from: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -188,6 +235,9 @@ pub struct FetchArgs {
     /// Milliseconds before the first retry; each retry waits twice as long.
     #[arg(long, default_value_t = 500)]
     pub backoff_ms: u64,
+    /// Use no network: only the --from directories; a URL or apt or git source is not tried.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,12 +249,18 @@ pub enum LockCommand {
     },
     /// Pin a file: compute its sha256 and size and add it to sources.lock (and the mirror).
     Add {
-        /// A URL to download, or a local file.
-        source: String,
+        /// A URL to download, or a local file; with --apt, the file of the
+        /// source package to pin [default: its orig tarball].
+        #[arg(required_unless_present = "apt")]
+        source: Option<String>,
+        /// Fetch through apt: `apt-get source --download-only PKG=VERSION`,
+        /// and record that as the entry's apt source.
+        #[arg(long, value_name = "PKG=VERSION")]
+        apt: Option<String>,
         /// The entry's name [default: the file name].
         #[arg(long)]
         name: Option<String>,
-        /// Where a local file is published (its upstream URL); a URL source is its own.
+        /// Where a local file (or an apt one) is published upstream; a URL source is its own.
         #[arg(long)]
         url: Option<String>,
         /// Allow changing the checksum of an existing entry.

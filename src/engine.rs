@@ -157,6 +157,10 @@ impl Engine<'_> {
         }
 
         let _lock = self.state.lock(&opts.command)?;
+        crate::logs::retire_stale(
+            &self.state.log_dir(&opts.target),
+            plan.steps.iter().map(|p| p.id()),
+        )?;
         // Half-finished commits of a run that was killed: never checkpoints.
         crate::fsutil::fresh_dir(&self.state.tmp())?;
         let store = self.state.store();
@@ -244,7 +248,7 @@ impl Engine<'_> {
                         source_date_epoch: plan.chain.target.source_date_epoch,
                         jobs: opts.jobs,
                         work: self.state.work_dir(id),
-                        log: self.state.log_path(&opts.target, planned.index, id),
+                        log: self.state.log_path(&opts.target, id),
                         variation: None,
                     };
                     self.runners

@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::color::{Stream, Style, paint};
+
+/// Progress goes to stderr, in the colours of `crate::color`.
+fn styled(style: Style, text: &str) -> String {
+    paint(Stream::Stderr, style, text)
+}
+
 pub trait Reporter {
     /// A step begins: `action` is "building" or "restoring".
     fn step_started(&mut self, index: usize, total: usize, id: &str, action: &str);
@@ -40,20 +47,22 @@ impl Reporter for PlainReporter {
     }
     fn step_restored(&mut self, index: usize, total: usize, id: &str, key: &str) {
         eprintln!(
-            "{} {id}: restored from checkpoint {} (not rebuilt)",
+            "{} {id}: {} {} (not rebuilt)",
             position(index, total),
+            styled(Style::Note, "restored from checkpoint"),
             short(key)
         );
     }
     fn step_built(&mut self, index: usize, total: usize, id: &str, elapsed: Duration) {
         eprintln!(
-            "{} {id}: built and checkpointed in {:.1}s",
+            "{} {id}: {} in {:.1}s",
             position(index, total),
+            styled(Style::Good, "built and checkpointed"),
             elapsed.as_secs_f64()
         );
     }
     fn warn(&mut self, message: &str) {
-        eprintln!("warning: {message}");
+        eprintln!("{} {message}", styled(Style::Warning, "warning:"));
     }
     fn info(&mut self, message: &str) {
         eprintln!("{message}");
@@ -92,20 +101,22 @@ impl Reporter for TerminalReporter {
     }
     fn step_restored(&mut self, index: usize, total: usize, id: &str, key: &str) {
         self.line(format!(
-            "{} {id}: restored from checkpoint {} (not rebuilt)",
+            "{} {id}: {} {} (not rebuilt)",
             position(index, total),
+            styled(Style::Note, "restored from checkpoint"),
             short(key)
         ));
     }
     fn step_built(&mut self, index: usize, total: usize, id: &str, elapsed: Duration) {
         self.line(format!(
-            "{} {id}: built and checkpointed in {:.1}s",
+            "{} {id}: {} in {:.1}s",
             position(index, total),
+            styled(Style::Good, "built and checkpointed"),
             elapsed.as_secs_f64()
         ));
     }
     fn warn(&mut self, message: &str) {
-        self.line(format!("warning: {message}"));
+        self.line(format!("{} {message}", styled(Style::Warning, "warning:")));
     }
     fn info(&mut self, message: &str) {
         self.line(message.to_string());
@@ -227,10 +238,13 @@ impl FetchReporter for FetchLines {
 
 fn outcome_line(name: &str, outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Present => format!("present  {name}"),
-        Outcome::Fetched { from } => format!("fetched  {name}  from {from}"),
+        Outcome::Present => format!("{}  {name}", styled(Style::Dim, "present")),
+        Outcome::Fetched { from } => {
+            format!("{}  {name}  from {from}", styled(Style::Good, "fetched"))
+        }
         Outcome::Failed { errors } => format!(
-            "FAILED   {name}\n{}",
+            "{}   {name}\n{}",
+            styled(Style::Error, "FAILED"),
             errors
                 .iter()
                 .map(|e| format!("         {e}\n"))

@@ -53,11 +53,16 @@ impl StateDir {
         self.root.join("work").join(step)
     }
 
-    pub fn log_path(&self, target: &str, index: usize, step: &str) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(target)
-            .join(format!("{:02}-{step}.log", index + 1))
+    /// Where a target's step logs are (see [`crate::logs`]).
+    pub fn log_dir(&self, target: &str) -> PathBuf {
+        self.root.join("logs").join(target)
+    }
+
+    /// The latest log of a step: named by the step alone, never by its
+    /// position, so that inserting a step cannot leave a stale log that
+    /// looks current.
+    pub fn log_path(&self, target: &str, step: &str) -> PathBuf {
+        self.log_dir(target).join(format!("{step}.log"))
     }
 
     /// The record of a target, empty if it was never run here.

@@ -235,21 +235,31 @@ impl Step {
         let patches = project_files("patch", "patches", &raw.patches)?;
         let files = project_files("file", "files", &raw.files)?;
 
-        if let Some(workdir) = &raw.workdir {
-            let w = Path::new(&workdir.value);
-            if w.is_absolute()
-                || w.components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
-            {
-                return Err(bad(
-                    yaml::line_of(workdir),
-                    format!(
-                        "workdir {:?} must be a relative path inside the build directory",
-                        workdir.value
-                    ),
-                ));
+        // `.` is the build directory itself, the same as no workdir.
+        let workdir = match &raw.workdir {
+            None => None,
+            Some(spanned) => {
+                use std::path::Component::{CurDir, Normal};
+                let w = Path::new(&spanned.value);
+                if w.is_absolute() || !w.components().all(|c| matches!(c, Normal(_) | CurDir)) {
+                    return Err(bad(
+                        yaml::line_of(spanned),
+                        format!(
+                            "workdir {:?} must be a relative path inside the build directory",
+                            spanned.value
+                        ),
+                    ));
+                }
+                let parts: Vec<&str> = w
+                    .components()
+                    .filter_map(|c| match c {
+                        Normal(part) => part.to_str(),
+                        _ => None,
+                    })
+                    .collect();
+                Some(parts.join("/")).filter(|p| !p.is_empty())
             }
-        }
+        };
 
         let env = raw
             .env
@@ -282,7 +292,7 @@ impl Step {
                 sources,
                 patches: raw.patches.into_iter().map(|p| p.value).collect(),
                 files: raw.files.into_iter().map(|f| f.value).collect(),
-                workdir: raw.workdir.map(|w| w.value),
+                workdir,
                 env,
                 configure: raw.configure,
                 build: raw.build,

@@ -27,7 +27,15 @@ pub fn parse<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     }
     serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
-        Error::input(path, line, first_line(&e.to_string()))
+        let mut message = first_line(&e.to_string());
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+            && let Some(hint) = crate::schema::missing_field_hint(path, field)
+        {
+            message += &hint;
+        }
+        Error::input(path, line, message)
     })
 }
 

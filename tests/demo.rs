@@ -149,7 +149,7 @@ fn demo_killed_during_busybox_resumes_to_identical_manifests() {
     let state = copy_of_built_state("demo-killed");
     forget(&state, &["busybox"]);
     // Killed outright once busybox is compiling.
-    kill_resume_when(&state, "05-busybox.log", "  CC ");
+    kill_resume_when(&state, "busybox", "  CC ");
 
     stagebuild(&state)
         .args(["run", "--target", "demo", "--resume"])
@@ -378,21 +378,26 @@ fn forget(state: &Path, steps: &[&str]) {
     }
 }
 
-fn log_of(state: &Path, name: &str) -> String {
-    fs::read_to_string(state.join("logs/demo").join(name)).unwrap_or_default()
+/// The latest log of `step` in the demo's state.
+fn log_path(state: &Path, step: &str) -> PathBuf {
+    state.join("logs/demo").join(format!("{step}.log"))
+}
+
+fn log_of(state: &Path, step: &str) -> String {
+    fs::read_to_string(log_path(state, step)).unwrap_or_default()
 }
 
 #[test]
 #[ignore = "slow: builds the real demo and boots its guest"]
 fn demo_compiles_bzip2_in_the_guest_and_the_result_runs() {
     let state = built_demo();
-    let log = log_of(state, "11-bzip2.log");
+    let log = log_of(state, "bzip2");
     assert!(log.contains("+ tcc -static -o bzip2 "), "{log}");
     assert!(
         log.contains("\ncompiled in the guest by tcc version 0.9.27 (i386 Linux)\n"),
         "{log}"
     );
-    let check = log_of(state, "12-bzip2-check.log");
+    let check = log_of(state, "bzip2-check");
     assert!(check.contains("+ cmp sample3.tst sample3.ref"), "{check}");
     // The guest-built bzip2 is static: it runs on the host too.
     let bzip2 = checkpoint_tree(state, "bzip2").join("usr/bin/bzip2");
@@ -436,7 +441,7 @@ fn guest_machines(log: &str) -> Vec<String> {
 /// Resumes the demo on `state`, SIGKILLs stagebuild once `log` contains
 /// `marker`, and checks that its qemu went with it.
 fn kill_resume_when(state: &Path, log: &str, marker: &str) {
-    let _ = fs::remove_file(state.join("logs/demo").join(log));
+    let _ = fs::remove_file(log_path(state, log));
     let mut child = spawn_resume(state);
     let deadline = Instant::now() + Duration::from_secs(300);
     while !log_of(state, log).contains(marker) {
@@ -464,12 +469,9 @@ fn kill_resume_when(state: &Path, log: &str, marker: &str) {
 #[ignore = "slow: builds the real demo and boots its guests"]
 fn the_demo_runs_i686_then_hops_with_kexec_and_runs_x86_64() {
     let state = built_demo();
-    assert_eq!(guest_machines(&log_of(state, "11-bzip2.log")), ["i686"]);
-    assert_eq!(
-        guest_machines(&log_of(state, "12-bzip2-check.log")),
-        ["i686"]
-    );
-    let hop = log_of(state, "13-kexec-x86_64.log");
+    assert_eq!(guest_machines(&log_of(state, "bzip2")), ["i686"]);
+    assert_eq!(guest_machines(&log_of(state, "bzip2-check")), ["i686"]);
+    let hop = log_of(state, "kexec-x86_64");
     assert_eq!(guest_machines(&hop), ["i686", "x86_64"], "{hop}");
     assert!(
         hop.contains("# kexec: the guest jumps to the loaded kernel"),
@@ -479,7 +481,7 @@ fn the_demo_runs_i686_then_hops_with_kexec_and_runs_x86_64() {
         hop.contains("+ kexec -l /build/.stagebuild/kexec/kernel"),
         "{hop}"
     );
-    let after = log_of(state, "14-bzip2-x86_64.log");
+    let after = log_of(state, "bzip2-x86_64");
     assert_eq!(guest_machines(&after), ["x86_64"], "{after}");
     // The step's own `uname -m`, and a 64-bit program that runs on the host.
     assert!(after.contains("+ uname -m\nx86_64\n"), "{after}");
@@ -534,8 +536,8 @@ fn killed_in_the_first_64_bit_step_resumes_in_the_64_bit_kernel_after_the_hop() 
     let reference = manifests(built_demo(), "demo");
     let state = copy_of_built_state("demo-vm64-killed");
     forget(&state, &["bzip2-x86_64"]);
-    kill_resume_when(&state, "14-bzip2-x86_64.log", "=== stagebuild: build ===");
-    let hop_log = fs::read_to_string(state.join("logs/demo/13-kexec-x86_64.log")).unwrap();
+    kill_resume_when(&state, "bzip2-x86_64", "=== stagebuild: build ===");
+    let hop_log = fs::read_to_string(log_path(&state, "kexec-x86_64")).unwrap();
 
     stagebuild(&state)
         .args(["run", "--target", "demo", "--resume"])
@@ -555,8 +557,8 @@ fn killed_in_the_first_64_bit_step_resumes_in_the_64_bit_kernel_after_the_hop() 
         );
     // No 32-bit guest ran again: the hop's log is untouched, and the step
     // booted straight into the 64-bit kernel.
-    assert_eq!(log_of(&state, "13-kexec-x86_64.log"), hop_log);
-    let log = log_of(&state, "14-bzip2-x86_64.log");
+    assert_eq!(log_of(&state, "kexec-x86_64"), hop_log);
+    let log = log_of(&state, "bzip2-x86_64");
     assert_eq!(guest_machines(&log), ["x86_64"], "{log}");
     assert!(log.contains("+ uname -m\nx86_64\n"), "{log}");
     assert_eq!(manifests(&state, "demo"), reference);
@@ -609,7 +611,7 @@ fn killed_in_the_last_32_bit_step_resumes_in_the_32_bit_kernel_then_hops() {
     let reference = manifests(built_demo(), "demo");
     let state = copy_of_built_state("demo-vm32-killed");
     forget(&state, &["bzip2-check", "kexec-x86_64", "bzip2-x86_64"]);
-    kill_resume_when(&state, "12-bzip2-check.log", "=== stagebuild: build ===");
+    kill_resume_when(&state, "bzip2-check", "=== stagebuild: build ===");
 
     stagebuild(&state)
         .args(["run", "--target", "demo", "--resume"])
@@ -623,14 +625,11 @@ fn killed_in_the_last_32_bit_step_resumes_in_the_32_bit_kernel_then_hops() {
                 .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
                 .and(predicate::str::contains("[11/14] bzip2: built").not()),
         );
-    let check = log_of(&state, "12-bzip2-check.log");
+    let check = log_of(&state, "bzip2-check");
     assert_eq!(guest_machines(&check), ["i686"], "{check}");
-    let hop = log_of(&state, "13-kexec-x86_64.log");
+    let hop = log_of(&state, "kexec-x86_64");
     assert_eq!(guest_machines(&hop), ["i686", "x86_64"], "{hop}");
-    assert_eq!(
-        guest_machines(&log_of(&state, "14-bzip2-x86_64.log")),
-        ["x86_64"]
-    );
+    assert_eq!(guest_machines(&log_of(&state, "bzip2-x86_64")), ["x86_64"]);
     assert_eq!(manifests(&state, "demo"), reference);
 }
 
@@ -705,7 +704,7 @@ fn a_guest_panic_and_a_step_timeout_end_the_run_with_the_console_and_resume_afte
         "last lines of the guest console:",
         "Kernel panic - not syncing: sysrq triggered crash",
         "full console log: ",
-        "12-crash.console.log",
+        "crash.console.log",
         "to resume from here: stagebuild",
         "run --target faulty --resume",
     ] {
@@ -751,7 +750,7 @@ fn a_guest_panic_and_a_step_timeout_end_the_run_with_the_console_and_resume_afte
         started.elapsed()
     );
     assert!(qemu_processes_for(&state).is_empty());
-    assert!(log_of(&state, "../faulty/12-crash.log").contains("sleeping"));
+    assert!(log_of(&state, "../faulty/crash").contains("sleeping"));
 }
 
 #[test]

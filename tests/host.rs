@@ -197,9 +197,8 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts a run and waits until its `slow` step (number `index` in the
-/// chain) has begun. `marker` is the sleep's argument, to find its process.
-fn start_until_slow(f: &Fixture, marker: &str, sandbox: &str, index: usize) -> std::process::Child {
+/// Starts a run and waits until its `slow` step has begun. `marker` is the sleep's argument, to find its process.
+fn start_until_slow(f: &Fixture, marker: &str, sandbox: &str) -> std::process::Child {
     f.write(
         "steps/slow.yaml",
         format!(
@@ -212,7 +211,7 @@ fn start_until_slow(f: &Fixture, marker: &str, sandbox: &str, index: usize) -> s
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = f.state().join(format!("logs/t/{index:02}-slow.log"));
+    let log = f.state().join("logs/t/slow.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !fs::read_to_string(&log)
         .unwrap_or_default()
@@ -249,7 +248,7 @@ fn sigkill_mid_step_in_the_namespaces_sandbox_leaves_nothing_running() {
 
 fn sigkill_then_resume(sandbox: &str, marker: &str) {
     let f = fixture_with("hello, greet, slow");
-    let mut child = start_until_slow(&f, marker, sandbox, 3);
+    let mut child = start_until_slow(&f, marker, sandbox);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     wait_gone(marker);
@@ -284,7 +283,7 @@ fn sigkill_then_resume(sandbox: &str, marker: &str) {
 fn sigint_stops_the_step_and_says_how_to_resume() {
     let f = fixture_with("hello, slow");
     let marker = "5.331";
-    let mut child = start_until_slow(&f, marker, "auto", 2);
+    let mut child = start_until_slow(&f, marker, "auto");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -323,7 +322,7 @@ fn sigint_stops_the_step_and_says_how_to_resume() {
 #[test]
 fn a_second_run_on_the_same_state_is_refused_naming_the_holder() {
     let f = fixture_with("hello, greet, slow");
-    let mut child = start_until_slow(&f, "6.113", "auto", 3);
+    let mut child = start_until_slow(&f, "6.113", "auto");
     f.cmd()
         .args(["run", "--target", "t", "--resume"])
         .assert()
@@ -358,7 +357,7 @@ fn a_failing_step_shows_its_log_tail_and_the_resume_command() {
         .stderr(
             predicate::str::contains("step broken failed (exit code 1)")
                 .and(predicate::str::contains("| about to fail"))
-                .and(predicate::str::contains("02-broken.log"))
+                .and(predicate::str::contains("logs/t/broken.log"))
                 .and(predicate::str::contains("run --target t --resume")),
         );
     // The step before it is kept.

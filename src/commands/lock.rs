@@ -27,7 +27,29 @@ pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
     match command {
         LockCommand::Outputs { target } => record_outputs(paths, target),
         LockCommand::Add {
+            apt: Some(apt),
             source,
+            name,
+            url,
+            update,
+        } => super::lock_apt::add(
+            paths,
+            apt,
+            source.as_deref(),
+            name.as_deref(),
+            url.as_deref(),
+            *update,
+        ),
+        LockCommand::Add {
+            apt: None,
+            source: None,
+            ..
+        } => Err(Error::Usage(
+            "lock add needs a URL or a file, or --apt PKG=VERSION".into(),
+        )),
+        LockCommand::Add {
+            apt: None,
+            source: Some(source),
             name,
             url,
             update,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Paths;
 use crate::cli::{FetchArgs, MirrorCommand};
+use crate::color::{Stream, Style, paint};
 use crate::error::{Error, Result};
 use crate::lock::LockEntry;
 use crate::mirror::fetch::{Fetcher, Outcome, fetch_all};
@@ -34,13 +35,17 @@ pub fn run(paths: &Paths, command: &MirrorCommand) -> Result<()> {
                     serde_json::to_string_pretty(&report).expect("report serializes")
                 );
             } else {
+                let label = |style, text| paint(Stream::Stdout, style, text);
                 for (name, state) in &report.files {
                     match state {
-                        FileState::Ok => println!("ok       {name}"),
-                        FileState::Missing => println!("MISSING  {name}"),
-                        FileState::Corrupt { actual } => {
-                            println!("CORRUPT  {name}  (sha256 {actual})")
+                        FileState::Ok => println!("{}       {name}", label(Style::Good, "ok")),
+                        FileState::Missing => {
+                            println!("{}  {name}", label(Style::Error, "MISSING"))
                         }
+                        FileState::Corrupt { actual } => println!(
+                            "{}  {name}  (sha256 {actual})",
+                            label(Style::Error, "CORRUPT")
+                        ),
                     }
                 }
                 for file in &report.unreferenced {
@@ -92,6 +97,9 @@ pub fn run(paths: &Paths, command: &MirrorCommand) -> Result<()> {
 }
 
 fn fetch(project: &Project, mirror: &Mirror, args: &FetchArgs) -> Result<()> {
+    if args.offline {
+        return super::offline::fetch(project, mirror, args);
+    }
     let entries = wanted_entries(project, args.target.as_deref())?;
     let http = HttpFetcher::new(
         Duration::from_secs(args.timeout),

@@ -3,12 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
+mod init;
 mod lock;
+mod lock_apt;
+mod manual;
 mod mirror;
+mod offline;
+mod status;
+mod table;
 
 use crate::cli::{
     AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, PlanArgs, RunArgs, SandboxChoice,
-    StatusArgs,
 };
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
@@ -56,10 +61,24 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
-        Command::Status(args) => status(&paths, args),
+        Command::Status(args) => status::run(&paths, args),
         Command::Audit(args) => audit(&paths, args),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
+        Command::Init { dir } => {
+            let dir = dir.as_ref().unwrap_or(&cli.project);
+            init::run(dir, cli.mirror.as_deref().unwrap_or(&dir.join("mirror")))
+        }
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
+        Command::Schema { kind } => {
+            let schema = crate::schema::schema(*kind);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a schema serializes")
+            );
+            Ok(())
+        }
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
@@ -154,6 +173,9 @@ pub fn cpus() -> usize {
 }
 
 fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
+    if args.offline || !args.from.is_empty() {
+        offline::prepare_run(paths, args)?;
+    }
     let Session {
         project,
         state,
@@ -228,6 +250,7 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
         return Ok(());
     }
     println!("target {} ({} steps)", plan.chain.target.name, rows.len());
+    let columns = table::Columns::of(&rows);
     let mut stage = None;
     let mut hop: Option<&str> = None;
     for row in &rows {
@@ -252,70 +275,12 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
             None => String::new(),
         };
         println!(
-            "  {:>2}. {:<20} {:<10} {}  {}{why}{jump}",
-            row.index,
-            row.id,
-            row.version,
-            report::short(&row.key),
-            row.state.label()
+            "  {}  {}{why}{jump}",
+            columns.cells(row),
+            table::state_label(&row.state)
         );
     }
     Ok(())
-}
-
-fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
-    let state = StateDir::new(paths.state.clone());
-    let holder = state.holder();
-    let targets = state.recorded_targets();
-    let store = state.store();
-    if args.json {
-        let doc = serde_json::json!({
-            "state": paths.state,
-            "running": holder,
-            "targets": targets.iter().map(|r| serde_json::json!({
-                "target": r.target,
-                "steps": r.steps.iter().map(|(id, s)| serde_json::json!({
-                    "id": id, "key": s.key, "checkpoint": store.exists(&s.key),
-                    "kernel": recorded_kernel(&store, &s.key),
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("status serializes")
-        );
-        return Ok(());
-    }
-    println!("state directory {}", paths.state.display());
-    match holder {
-        Some(holder) => println!("in use by {holder}"),
-        None => println!("no run in progress"),
-    }
-    for record in targets {
-        println!(
-            "target {}: {} steps recorded",
-            record.target,
-            record.steps.len()
-        );
-        for (id, step) in &record.steps {
-            let present = if store.exists(&step.key) {
-                "checkpoint"
-            } else {
-                "checkpoint missing"
-            };
-            let kernel = recorded_kernel(&store, &step.key)
-                .map(|k| format!(" (guest kernel: {k})"))
-                .unwrap_or_default();
-            println!("  {id:<20} {}  {present}{kernel}", report::short(&step.key));
-        }
-    }
-    Ok(())
-}
-
-/// The kernel a VM step's guest ended in, as its checkpoint recorded it.
-fn recorded_kernel(store: &crate::checkpoint::Store, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(store.dir(key).join(crate::runner::vm::KERNEL)).ok()?;
-    Some(text.trim().to_string())
 }
 
 fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {

@@ -40,35 +40,47 @@ impl Fetcher for AptFetcher {
             .prefix("apt-")
             .tempdir_in(parent)
             .map_err(|e| e.to_string())?;
-        let mut command = std::process::Command::new("apt-get");
-        if apt.binary {
-            command.args(["download", "-q"]);
-        } else {
-            command.args(["source", "--download-only", "-q"]);
-        }
-        let output = command
-            .arg(&attempt.locator)
-            .current_dir(work.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("running apt-get: {e}"))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let hint = if stderr.contains("deb-src")
-                || stderr.contains("Unable to find a source package")
-            {
-                " (is a deb-src entry configured? scripts/setup-debian.sh adds one)"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "apt-get failed ({}){hint}: {}",
-                output.status,
-                stderr.lines().last().unwrap_or("").trim()
-            ));
-        }
+        let failure = run_apt_get(&attempt.locator, apt.binary, work.path())?;
         let file = work.path().join(&apt.file);
-        std::fs::rename(&file, part)
-            .map_err(|e| format!("apt-get did not produce {}: {e}", apt.file))
+        // apt-get source fails when any file of the package is missing, even
+        // if the one wanted arrived; apt moves a file into place only after
+        // checking it against the archive's index, and the caller verifies it
+        // against the lock as well.
+        if !file.is_file() {
+            return Err(failure.unwrap_or_else(|| format!("apt-get did not produce {}", apt.file)));
+        }
+        std::fs::rename(&file, part).map_err(|e| format!("moving {} into place: {e}", apt.file))
     }
+}
+
+/// Runs `apt-get source --download-only PKG=VERSION` (or `apt-get download`
+/// for a binary package) in `dir`. Returns how apt-get failed, if it did;
+/// what it wrote to `dir` may still be usable.
+pub fn run_apt_get(locator: &str, binary: bool, dir: &Path) -> Result<Option<String>, String> {
+    let mut command = std::process::Command::new("apt-get");
+    if binary {
+        command.args(["download", "-q"]);
+    } else {
+        command.args(["source", "--download-only", "-q"]);
+    }
+    let output = command
+        .arg(locator)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running apt-get: {e}"))?;
+    if output.status.success() {
+        return Ok(None);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hint = if stderr.contains("deb-src") || stderr.contains("Unable to find a source package") {
+        " (is a deb-src entry configured? scripts/setup-debian.sh adds one)"
+    } else {
+        ""
+    };
+    Ok(Some(format!(
+        "apt-get failed ({}){hint}: {}",
+        output.status,
+        stderr.lines().last().unwrap_or("").trim()
+    )))
 }

@@ -60,16 +60,20 @@ impl Fetcher for FromMirrors<'_> {
                 .fetch_url(&attempt.locator, Some(entry.size), part, progress);
         }
         let dir = Path::new(&attempt.locator);
-        // Another stagebuild mirror first, then a plain directory of files.
-        let found = [
-            dir.join("sha256").join(&entry.sha256),
-            dir.join("by-name").join(&entry.name),
-            dir.join(&entry.name),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("no {} there", entry.name))?;
+        let found = find_in_dir(dir, entry).ok_or_else(|| format!("no {} there", entry.name))?;
         std::fs::copy(&found, part).map_err(|e| format!("{}: {e}", found.display()))?;
         Ok(())
     }
+}
+
+/// Where a directory holds `entry`: as another stagebuild mirror first, then
+/// as a plain directory of files. The caller verifies what it finds.
+pub fn find_in_dir(dir: &Path, entry: &LockEntry) -> Option<PathBuf> {
+    [
+        dir.join("sha256").join(&entry.sha256),
+        dir.join("by-name").join(&entry.name),
+        dir.join(&entry.name),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod from;
 pub mod git;
 pub mod http;
+pub mod offline;
 pub mod pack;
 pub mod verify;
 

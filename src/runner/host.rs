@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -219,15 +219,9 @@ fn stop_group(pgid: Pid, handle: &duct::Handle) {
     let _ = handle.wait();
 }
 
-/// A fresh log for this attempt; the previous attempt's log is kept beside it.
+/// A fresh log for this attempt; earlier attempts' logs go to the history.
 fn open_log(path: &Path) -> Result<fs::File> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    if path.exists() {
-        let previous = PathBuf::from(format!("{}.previous", path.display()));
-        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
-    }
+    crate::logs::keep_earlier(path)?;
     fs::File::create(path).io_context(|| format!("creating {}", path.display()))
 }
 

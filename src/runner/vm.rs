@@ -276,8 +276,8 @@ impl Runner for VmRunner {
             .io_context(|| format!("creating {}", out_disk.display()))?;
 
         let console = job.log.with_extension("console.log");
-        rotate(&console)?;
-        rotate(&job.log)?;
+        crate::logs::keep_earlier(&console)?;
+        crate::logs::keep_earlier(&job.log)?;
         let mut log =
             fs::File::create(&job.log).io_context(|| format!("creating {}", job.log.display()))?;
         let accel = self.accelerator(&kernel, &job.work);
@@ -443,18 +443,6 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
         )));
     }
     Ok(file)
-}
-
-/// Keeps the previous attempt's file beside the new one.
-fn rotate(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    if path.exists() {
-        let previous = PathBuf::from(format!("{}.previous", path.display()));
-        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
-    }
-    Ok(())
 }
 
 struct Guest<'a> {

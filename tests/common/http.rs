@@ -43,6 +43,8 @@ pub struct Server {
     pub port: u16,
     routes: Arc<Mutex<HashMap<String, Behavior>>>,
     pub log: Arc<Mutex<Vec<Request>>>,
+    /// Connections accepted, whether or not a request followed.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
@@ -52,15 +54,23 @@ impl Server {
         let routes: Arc<Mutex<HashMap<String, Behavior>>> = Default::default();
         let log: Arc<Mutex<Vec<Request>>> = Default::default();
         let (r, l) = (routes.clone(), log.clone());
+        let connections: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let counted = connections.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (r, l) = (r.clone(), l.clone());
                 std::thread::spawn(move || {
                     let _ = handle(stream, &r, &l);
                 });
             }
         });
-        Server { port, routes, log }
+        Server {
+            port,
+            routes,
+            log,
+            connections,
+        }
     }
 
     pub fn route(&self, path: &str, behavior: Behavior) -> String {

@@ -1,0 +1,198 @@
+//! `stagebuild lock add --apt PKG=VERSION`: pin a file of a distribution's
+//! source package, fetched through the host's package tool, with the `apt:`
+//! source that lets `mirror fetch` get it again.
+
+use std::path::{Path, PathBuf};
+
+use super::Paths;
+use crate::digest::file_sha256;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic_write;
+use crate::lock::Lock;
+use crate::mirror::Mirror;
+use crate::mirror::apt::run_apt_get;
+
+pub fn add(
+    paths: &Paths,
+    apt: &str,
+    file: Option<&str>,
+    name: Option<&str>,
+    url: Option<&str>,
+    update: bool,
+) -> Result<()> {
+    let (package, version) = apt
+        .split_once('=')
+        .filter(|(p, v)| !p.is_empty() && !v.is_empty())
+        .ok_or_else(|| Error::Usage(format!("--apt wants PKG=VERSION, got {apt:?}")))?;
+    if update {
+        return Err(Error::Usage(
+            "--update is for URL and file sources; to change an apt source, edit its entry in sources.lock"
+                .into(),
+        ));
+    }
+    if let Some(url) = url.filter(|u| !u.contains("://")) {
+        return Err(Error::Usage(format!("--url {url:?} is not a URL")));
+    }
+    let lock_path = paths.project.join("sources.lock");
+    let lock = Lock::load(&lock_path)?;
+    let mirror = Mirror::new(paths.mirror.clone());
+
+    let work = tempfile::Builder::new()
+        .prefix("lock-add-apt-")
+        .tempdir_in(mirror.tmp_dir()?)
+        .io_context(|| "creating a temporary directory in the mirror")?;
+    let failure = run_apt_get(apt, false, work.path()).map_err(Error::Other)?;
+    let file_name = match file {
+        Some(file) => plain_name(file)?.to_string(),
+        None => orig_tarball(work.path(), failure.as_deref())?,
+    };
+    let path = work.path().join(&file_name);
+    if !path.is_file() {
+        return Err(Error::Other(format!(
+            "apt-get source {apt} did not give {file_name}{}",
+            failure.map(|f| format!(": {f}")).unwrap_or_default()
+        )));
+    }
+    let (sha256, size) = file_sha256(&path).io_context(|| format!("reading {}", path.display()))?;
+    check_against_dsc(work.path(), &file_name, &sha256, size)?;
+
+    let name = match name {
+        Some(name) => plain_name(name)?.to_string(),
+        None => match url {
+            Some(url) => {
+                plain_name(url.trim_end_matches('/').rsplit('/').next().unwrap_or(""))?.to_string()
+            }
+            None => file_name.clone(),
+        },
+    };
+    match lock.get(&name) {
+        Some(old) if old.sha256 == sha256 && old.size == size => {
+            println!("{name} is already pinned to sha256 {sha256}");
+        }
+        Some(old) => {
+            return Err(Error::Usage(format!(
+                "{name} is already in {} with another checksum:\n  pinned  sha256 {} ({} bytes)\n  apt     sha256 {sha256} ({size} bytes)",
+                lock_path.display(),
+                old.sha256,
+                old.size
+            )));
+        }
+        None => {
+            let mut text = std::fs::read_to_string(&lock_path)
+                .io_context(|| format!("reading {}", lock_path.display()))?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text += &entry_text(&name, &sha256, size, url, (package, version, &file_name));
+            // The result must still parse before it replaces the lock.
+            let check =
+                tempfile::NamedTempFile::new_in(lock_path.parent().unwrap_or(Path::new(".")))
+                    .io_context(|| "creating a temporary file")?;
+            std::fs::write(check.path(), &text).io_context(|| "writing a temporary file")?;
+            Lock::load(check.path())?;
+            atomic_write(&lock_path, text.as_bytes())?;
+            println!("pinned {name}: sha256 {sha256}, {size} bytes, from apt-get source {apt}");
+        }
+    }
+    let lock = Lock::load(&lock_path)?;
+    let entry = lock.get(&name).expect("pinned above");
+    if !mirror.has(entry) {
+        mirror.adopt(entry, &path)?;
+    }
+    Ok(())
+}
+
+/// The lock entry, every value quoted as a YAML double-quoted string (which
+/// JSON's string syntax is a subset of), so that no name can change its shape.
+fn entry_text(
+    name: &str,
+    sha256: &str,
+    size: u64,
+    url: Option<&str>,
+    (package, version, file): (&str, &str, &str),
+) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let urls = url
+        .map(|u| format!("    urls:\n      - {}\n", q(u)))
+        .unwrap_or_default();
+    format!(
+        "\n  - name: {}\n    sha256: {sha256}\n    size: {size}\n{urls}    apt: {{ package: {}, version: {}, file: {} }}\n",
+        q(name),
+        q(package),
+        q(version),
+        q(file)
+    )
+}
+
+fn plain_name(name: &str) -> Result<&str> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(Error::Usage(format!(
+            "{name:?} is not a plain file name; give --name"
+        )));
+    }
+    Ok(name)
+}
+
+/// The upstream tarball of a source package, `PKG_VERSION.orig.tar.*`.
+fn orig_tarball(dir: &Path, failure: Option<&str>) -> Result<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .io_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    files.sort();
+    let origs: Vec<&String> = files
+        .iter()
+        .filter(|f| f.contains(".orig.tar.") && !f.ends_with(".asc"))
+        .collect();
+    match origs.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] if files.is_empty() => Err(Error::Other(format!(
+            "apt-get source gave no file{}",
+            failure.map(|f| format!(": {f}")).unwrap_or_default()
+        ))),
+        _ => Err(Error::Usage(format!(
+            "cannot tell which file to pin: apt-get gave {}{}; name one after --apt",
+            if files.is_empty() {
+                "nothing".to_string()
+            } else {
+                files.join(", ")
+            },
+            failure.map(|f| format!(" ({f})")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Checks the file against the source package's .dsc when apt-get wrote one.
+/// (apt itself checks every file against the archive's index before moving
+/// it out of its partial directory.)
+fn check_against_dsc(dir: &Path, file: &str, sha256: &str, size: u64) -> Result<()> {
+    let dsc: Option<PathBuf> = std::fs::read_dir(dir)
+        .io_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "dsc"));
+    let Some(dsc) = dsc else { return Ok(()) };
+    let text = std::fs::read_to_string(&dsc).io_context(|| format!("reading {}", dsc.display()))?;
+    let listed = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Checksums-Sha256:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?, words.next()?, words.next()?))
+        })
+        .find(|(_, _, f)| *f == file);
+    match listed {
+        Some((expected, expected_size, _))
+            if expected != sha256 || expected_size != size.to_string() =>
+        {
+            Err(Error::Checksum {
+                name: file.to_string(),
+                path: dsc,
+                expected: format!("{expected} ({expected_size} bytes)"),
+                actual: format!("{sha256} ({size} bytes)"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
