@@ -20,6 +20,10 @@ pub struct Cli {
     /// Where source files live [default: PROJECT/mirror].
     #[arg(long, global = true)]
     pub mirror: Option<PathBuf>,
+    /// A shared checkpoint cache: s3://BUCKET/PREFIX, or https://HOST/PATH to pull
+    /// from a read-only mirror [else $STAGEBUILD_CACHE, else url: in PROJECT/cache.yaml].
+    #[arg(long, global = true, value_name = "URL")]
+    pub cache: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +44,9 @@ pub enum Command {
     /// Edit sources.lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Share checkpoints through an object store: push, pull, ls, verify, gc.
+    #[command(subcommand)]
+    Cache(crate::cache::args::CacheCommand),
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {
