@@ -46,6 +46,7 @@ pub fn push(
     key: Option<&SigningKey>,
     checkpoint: &Checkpoint,
 ) -> Result<Pushed, String> {
+    remote.writable()?;
     let started = Instant::now();
     let name = layout::descriptor(&checkpoint.meta.key);
     if remote.exists(&name)? {

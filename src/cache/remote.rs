@@ -171,7 +171,8 @@ impl Remote {
             .collect())
     }
 
-    fn writable(&self) -> RemoteResult<()> {
+    /// Whether objects can be written here: not on a read-only HTTP mirror.
+    pub fn writable(&self) -> RemoteResult<()> {
         if self.read_only {
             Err(format!(
                 "{} is a read-only HTTP mirror: push to the S3 cache it publishes",

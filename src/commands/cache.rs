@@ -177,6 +177,7 @@ fn push_target(
     remote: &Remote,
     target: &str,
 ) -> Result<()> {
+    remote.writable().map_err(Error::Usage)?;
     let state = StateDir::new(paths.state.clone());
     let record = state.record(target)?;
     if record.steps.is_empty() {
