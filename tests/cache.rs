@@ -150,7 +150,28 @@ fn a_second_state_pulls_every_step_and_damaged_or_missing_objects_are_built_inst
         server.overwrite("team", &blob, &good);
     }
 
-    // `cache verify` finds a damaged object, and passes once it is repaired.
+    // `cache pull` fills a state by hand; a run then restores every step.
+    let pulled = f.root().join("state-pull");
+    stagebuild(&f, &pulled, &server)
+        .args([
+            "--cache",
+            &server.url("team"),
+            "cache",
+            "pull",
+            "--target",
+            "t",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pulled 2 checkpoints"));
+    stagebuild(&f, &pulled, &server)
+        .args(["run", "--target", "t"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 built, 2 restored"));
+    assert_consistent(&pulled, &a);
+
+    // `cache verify` passes, and finds a damaged object.
     let mut cmd = stagebuild(&f, &a, &server);
     cmd.args(["--cache", &server.url("team"), "cache", "verify"])
         .assert()

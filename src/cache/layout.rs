@@ -111,3 +111,83 @@ impl Descriptor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::KeyInputs;
+
+    fn entry(path: &str, kind: FileKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o755,
+            size: (kind == FileKind::File).then_some(1),
+            sha256: (kind == FileKind::File).then(|| "a".repeat(64)),
+            link: (kind == FileKind::Symlink).then(|| "/etc".into()),
+        }
+    }
+
+    fn descriptor(manifest: Vec<Entry>) -> Descriptor {
+        Descriptor {
+            format: FORMAT,
+            meta: Meta {
+                key: "k".into(),
+                step: "s".into(),
+                name: "s".into(),
+                version: "1".into(),
+                stage: "host".into(),
+                runner: "host".into(),
+                inputs: KeyInputs {
+                    definition: "d".into(),
+                    sources: "s".into(),
+                    patches: "p".into(),
+                    files: "f".into(),
+                    runner: "r".into(),
+                    parent: None,
+                },
+                manifest_sha256: String::new(),
+                extras: Default::default(),
+            },
+            manifest,
+            signed: None,
+        }
+    }
+
+    #[test]
+    fn a_descriptor_that_would_write_outside_its_tree_is_refused() {
+        let sound = descriptor(vec![
+            entry("usr", FileKind::Dir),
+            entry("usr/bin", FileKind::Dir),
+            entry("usr/bin/x", FileKind::File),
+            entry("usr/lib", FileKind::Symlink),
+        ]);
+        assert_eq!(sound.check_shape("k"), Ok(()));
+        assert!(
+            sound
+                .check_shape("other")
+                .unwrap_err()
+                .contains("describes key k")
+        );
+
+        let refused = |manifest: Vec<Entry>| descriptor(manifest).check_shape("k").unwrap_err();
+        assert!(refused(vec![entry("../x", FileKind::File)]).contains("not a path inside"));
+        assert!(refused(vec![entry("/x", FileKind::File)]).contains("not a path inside"));
+        // Through a symlink the manifest made: the link could point anywhere.
+        let e = refused(vec![
+            entry("lib", FileKind::Symlink),
+            entry("lib/x", FileKind::File),
+        ]);
+        assert!(e.contains("its directory is not listed before it"), "{e}");
+        let mut no_sum = entry("x", FileKind::File);
+        no_sum.sha256 = Some("../../etc/passwd".into());
+        assert!(refused(vec![no_sum]).contains("no sha256"));
+
+        let mut extra = descriptor(vec![]);
+        extra
+            .meta
+            .extras
+            .insert("../disk.qcow2".into(), "a".repeat(64));
+        assert!(extra.check_shape("k").unwrap_err().contains("extra"));
+    }
+}
