@@ -90,31 +90,9 @@ fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pull
     for d in [&out, &extras] {
         fs::create_dir_all(d).map_err(|e| io(d, e))?;
     }
-    let mut pulled = Pulled::default();
-    // A blob named twice in one checkpoint is downloaded once.
-    let mut landed: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut fetch = |sha256: &str, to: &Path, pulled: &mut Pulled| -> Result<(), String> {
-        if let Some(first) = landed.get(sha256) {
-            fs::copy(first, to).map_err(|e| io(to, e))?;
-            return Ok(());
-        }
-        let bytes = remote
-            .get(&layout::blob(sha256))?
-            .ok_or_else(|| format!("{} is missing from the cache", layout::blob(sha256)))?;
-        let actual = hex_sha256(&bytes);
-        if actual != sha256 {
-            return Err(format!(
-                "{}: expected sha256 {sha256}, got {actual} ({} bytes)",
-                layout::blob(sha256),
-                bytes.len()
-            ));
-        }
-        fs::write(to, &bytes).map_err(|e| io(to, e))?;
-        pulled.files += 1;
-        pulled.bytes += bytes.len() as u64;
-        landed.insert(sha256.to_string(), to.to_path_buf());
-        Ok(())
-    };
+    // Where each blob goes: its first path; a blob named twice in one
+    // checkpoint is downloaded once and copied.
+    let mut targets: BTreeMap<String, Vec<(PathBuf, Option<u32>)>> = BTreeMap::new();
     for entry in &descriptor.manifest {
         let path = out.join(&entry.path);
         match entry.kind {
@@ -124,21 +102,48 @@ fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pull
                 std::os::unix::fs::symlink(target, &path).map_err(|e| io(&path, e))?;
             }
             FileKind::File => {
-                let sha256 = entry.sha256.as_deref().unwrap_or_default();
-                fetch(sha256, &path, &mut pulled)?;
-                set_mode(&path, entry.mode).map_err(|e| io(&path, e))?;
+                let sha256 = entry.sha256.clone().unwrap_or_default();
+                targets
+                    .entry(sha256)
+                    .or_default()
+                    .push((path, Some(entry.mode)));
             }
         }
     }
+    for (name, sha256) in &descriptor.meta.extras {
+        targets
+            .entry(sha256.clone())
+            .or_default()
+            .push((extras.join(name), None));
+    }
+    let mut pulled = Pulled::default();
+    let names: Vec<String> = targets.keys().map(|sha256| layout::blob(sha256)).collect();
+    remote.get_each(&names, |name, bytes| {
+        let sha256 = &name["blobs/".len()..];
+        let bytes = bytes.ok_or_else(|| format!("{name} is missing from the cache"))?;
+        let actual = hex_sha256(&bytes);
+        if actual != sha256 {
+            return Err(format!(
+                "{name}: expected sha256 {sha256}, got {actual} ({} bytes)",
+                bytes.len()
+            ));
+        }
+        pulled.files += 1;
+        pulled.bytes += bytes.len() as u64;
+        for (path, mode) in &targets[sha256] {
+            fs::write(path, &bytes).map_err(|e| io(path, e))?;
+            if let Some(mode) = mode {
+                set_mode(path, *mode).map_err(|e| io(path, e))?;
+            }
+        }
+        Ok(())
+    })?;
     // Directories last and deepest first, so a read-only one is filled first.
     for entry in descriptor.manifest.iter().rev() {
         if entry.kind == FileKind::Dir {
             let path = out.join(&entry.path);
             set_mode(&path, entry.mode).map_err(|e| io(&path, e))?;
         }
-    }
-    for (name, sha256) in &descriptor.meta.extras {
-        fetch(sha256, &extras.join(name), &mut pulled)?;
     }
     let actual = manifest::of_tree(&out).map_err(|e| e.to_string())?;
     if let Some(difference) = manifest::first_difference(&descriptor.manifest, &actual) {

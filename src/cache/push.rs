@@ -71,26 +71,31 @@ pub fn push(
             .entry(sha256.clone())
             .or_insert_with(|| checkpoint.dir.join(extra));
     }
-    let mut pushed = Pushed::default();
-    for (sha256, path) in &local {
-        let blob = layout::blob(sha256);
-        if remote.exists(&blob)? {
-            pushed.reused += 1;
-            continue;
-        }
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // The checkpoint was verified when committed or loaded; a file
-        // changed since then must not be shared under its old name.
-        if hex_sha256(&bytes) != *sha256 {
-            return Err(format!(
-                "{} changed since it was checkpointed",
-                path.display()
-            ));
-        }
-        pushed.uploaded_bytes += bytes.len() as u64;
-        remote.put(&blob, bytes)?;
-        pushed.uploaded += 1;
-    }
+    let names: Vec<String> = local.keys().map(|sha256| layout::blob(sha256)).collect();
+    let present = remote.exists_each(&names)?;
+    let mut pushed = Pushed {
+        reused: present.iter().filter(|p| **p).count(),
+        ..Pushed::default()
+    };
+    let missing = local
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+        .map(|((sha256, path), _)| {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // The checkpoint was verified when committed or loaded; a file
+            // changed since then must not be shared under its old name.
+            if hex_sha256(&bytes) != *sha256 {
+                return Err(format!(
+                    "{} changed since it was checkpointed",
+                    path.display()
+                ));
+            }
+            pushed.uploaded += 1;
+            pushed.uploaded_bytes += bytes.len() as u64;
+            Ok((layout::blob(sha256), bytes))
+        });
+    remote.put_each(missing)?;
     let json = serde_json::to_vec_pretty(&descriptor).expect("descriptor serializes");
     remote.put(&name, json)?;
     pushed.elapsed = started.elapsed();

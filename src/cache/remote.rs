@@ -17,6 +17,10 @@ use super::config::CacheUrl;
 /// Why a remote operation failed, for messages.
 pub type RemoteResult<T> = std::result::Result<T, String>;
 
+/// Requests in flight at once when moving many objects: a checkpoint is
+/// often thousands of small files, and one at a time each costs a round trip.
+const CONCURRENCY: usize = 16;
+
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Runtime,
@@ -149,6 +153,97 @@ impl Remote {
         self.runtime
             .block_on(self.store.delete(&path))
             .map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// Fetches each object, several at a time, and hands each to `each` as
+    /// it arrives (in any order; None for a missing one). At most
+    /// [`CONCURRENCY`] objects are held at once. The first error stops it all.
+    pub fn get_each(
+        &self,
+        names: &[String],
+        mut each: impl FnMut(&str, Option<Vec<u8>>) -> RemoteResult<()>,
+    ) -> RemoteResult<()> {
+        self.runtime.block_on(async {
+            let mut in_flight = tokio::task::JoinSet::new();
+            let mut pending = names.iter();
+            loop {
+                while in_flight.len() < CONCURRENCY
+                    && let Some(name) = pending.next()
+                {
+                    let (store, path, name) = (self.store.clone(), self.path(name), name.clone());
+                    in_flight.spawn(async move {
+                        let result = match store.get(&path).await {
+                            Ok(found) => found.bytes().await.map(|b| Some(b.to_vec())),
+                            Err(object_store::Error::NotFound { .. }) => Ok(None),
+                            Err(e) => Err(e),
+                        };
+                        (name, result)
+                    });
+                }
+                let Some(joined) = in_flight.join_next().await else {
+                    return Ok(());
+                };
+                let (name, result) = joined.map_err(|e| e.to_string())?;
+                each(&name, result.map_err(|e| format!("{name}: {e}"))?)?;
+            }
+        })
+    }
+
+    /// Which of the objects exist, several asked at a time.
+    pub fn exists_each(&self, names: &[String]) -> RemoteResult<Vec<bool>> {
+        self.runtime.block_on(async {
+            let mut found = vec![false; names.len()];
+            let mut in_flight = tokio::task::JoinSet::new();
+            let mut pending = names.iter().enumerate();
+            loop {
+                while in_flight.len() < CONCURRENCY
+                    && let Some((i, name)) = pending.next()
+                {
+                    let (store, path) = (self.store.clone(), self.path(name));
+                    in_flight.spawn(async move { (i, store.head(&path).await) });
+                }
+                let Some(joined) = in_flight.join_next().await else {
+                    return Ok(found);
+                };
+                match joined.map_err(|e| e.to_string())? {
+                    (i, Ok(_)) => found[i] = true,
+                    (_, Err(object_store::Error::NotFound { .. })) => {}
+                    (i, Err(e)) => return Err(format!("{}: {e}", names[i])),
+                }
+            }
+        })
+    }
+
+    /// Uploads each (name, bytes) the iterator yields, several at a time;
+    /// the iterator is advanced only as uploads finish, so at most
+    /// [`CONCURRENCY`] objects are held at once. The first error stops it all.
+    pub fn put_each(
+        &self,
+        items: impl Iterator<Item = RemoteResult<(String, Vec<u8>)>>,
+    ) -> RemoteResult<()> {
+        self.writable()?;
+        self.runtime.block_on(async {
+            let mut in_flight = tokio::task::JoinSet::new();
+            let mut pending = items;
+            loop {
+                while in_flight.len() < CONCURRENCY
+                    && let Some(item) = pending.next()
+                {
+                    let (name, bytes) = item?;
+                    let (store, path) = (self.store.clone(), self.path(&name));
+                    in_flight.spawn(async move {
+                        let result = store.put(&path, PutPayload::from(bytes)).await;
+                        (name, result)
+                    });
+                }
+                let Some(joined) = in_flight.join_next().await else {
+                    return Ok(());
+                };
+                if let (name, Err(e)) = joined.map_err(|e| e.to_string())? {
+                    return Err(format!("{name}: {e}"));
+                }
+            }
+        })
     }
 
     /// The objects directly under `dir`, with their sizes.
