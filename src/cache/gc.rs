@@ -31,10 +31,11 @@ pub fn list(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<Listed>, Stri
     Ok(keys(remote)?
         .into_iter()
         .map(|key| Listed {
-            descriptor: pull::descriptor(remote, trusted, &key).and_then(|d| {
-                d.map(|(d, _)| d)
-                    .ok_or_else(|| "vanished while listing".to_string())
-            }),
+            descriptor: match pull::descriptor(remote, trusted, &key) {
+                Ok(Some((descriptor, _))) => Ok(descriptor),
+                Ok(None) => Err("vanished while listing".to_string()),
+                Err(why) => Err(why.to_string()),
+            },
             key,
         })
         .collect())

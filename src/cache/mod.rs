@@ -49,6 +49,9 @@ pub struct SharedCache {
     uploader: Option<Uploader>,
     /// Keys this run pulled, which need no push.
     pulled: BTreeSet<String>,
+    /// Set when the cache did not answer: it is not asked again this run,
+    /// so that a dead cache costs one timeout, not one per step.
+    unreachable: bool,
 }
 
 impl SharedCache {
@@ -61,6 +64,7 @@ impl SharedCache {
             staging,
             uploader,
             pulled: BTreeSet::new(),
+            unreachable: false,
         }
     }
 
@@ -79,17 +83,25 @@ impl SharedCache {
 
 impl CheckpointCache for SharedCache {
     fn pull(&mut self, key: &str, store: &Store) -> Result<bool, String> {
+        if self.unreachable {
+            return Ok(false);
+        }
         let remote = self
             .remote
             .get_or_insert_with(|| Remote::open(&self.settings.url))
             .as_ref()
             .map_err(|e| format!("the cache {}: {e}", self.settings.url))?;
-        match pull::pull(remote, &self.settings.trusted, store, &self.staging, key)? {
-            Some(_) => {
+        match pull::pull(remote, &self.settings.trusted, store, &self.staging, key) {
+            Ok(Some(_)) => {
                 self.pulled.insert(key.to_string());
                 Ok(true)
             }
-            None => Ok(false),
+            Ok(None) => Ok(false),
+            Err(pull::PullError::Unreachable(why)) => {
+                self.unreachable = true;
+                Err(format!("{why}; not asking it again in this run"))
+            }
+            Err(pull::PullError::Refused(why)) => Err(why),
         }
     }
 

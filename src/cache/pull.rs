@@ -24,13 +24,39 @@ pub struct Pulled {
     pub signer: Option<String>,
 }
 
+/// Why a checkpoint was not pulled.
+#[derive(Debug)]
+pub enum PullError {
+    /// The cache did not answer the first request.
+    Unreachable(String),
+    /// What it gave could not be used, or it stopped answering midway.
+    Refused(String),
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullError::Unreachable(why) | PullError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for PullError {
+    fn from(why: String) -> Self {
+        PullError::Refused(why)
+    }
+}
+
 /// Fetches and checks the descriptor of `key`; None if the cache has none.
 pub fn descriptor(
     remote: &Remote,
     trusted: &[TrustedKey],
     key: &str,
-) -> Result<Option<(Descriptor, Option<String>)>, String> {
-    let Some(bytes) = remote.get(&layout::descriptor(key))? else {
+) -> Result<Option<(Descriptor, Option<String>)>, PullError> {
+    let Some(bytes) = remote
+        .get(&layout::descriptor(key))
+        .map_err(PullError::Unreachable)?
+    else {
         return Ok(None);
     };
     let descriptor: Descriptor = serde_json::from_slice(&bytes)
@@ -44,7 +70,9 @@ pub fn descriptor(
     let manifest_json =
         serde_json::to_vec_pretty(&descriptor.manifest).expect("manifest serializes");
     if hex_sha256(&manifest_json) != descriptor.meta.manifest_sha256 {
-        return Err("its manifest does not match the checksum in its meta".into());
+        return Err(PullError::Refused(
+            "its manifest does not match the checksum in its meta".into(),
+        ));
     }
     Ok(Some((descriptor, signer)))
 }
@@ -57,7 +85,7 @@ pub fn pull(
     store: &Store,
     staging: &Path,
     key: &str,
-) -> Result<Option<Pulled>, String> {
+) -> Result<Option<Pulled>, PullError> {
     let Some((descriptor, signer)) = descriptor(remote, trusted, key)? else {
         return Ok(None);
     };
@@ -77,7 +105,7 @@ pub fn pull(
         Ok(pulled)
     });
     let _ = fs::remove_dir_all(&dir);
-    result.map(Some)
+    Ok(Some(result?))
 }
 
 /// Downloads every file of the checkpoint into `dir/out` (the tree) and

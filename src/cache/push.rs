@@ -126,14 +126,24 @@ impl Uploader {
                     .transpose()?;
                 Ok((remote, key))
             });
+            // After one failure the rest are not tried: a cache that is down
+            // would otherwise cost its timeouts once per step at the run's end.
+            let mut failed: Option<String> = None;
             receiver
                 .into_iter()
-                .map(|checkpoint| Outcome {
-                    step: checkpoint.meta.step.clone(),
-                    result: match &opened {
-                        Ok((remote, key)) => push(remote, key.as_ref(), &checkpoint),
-                        Err(e) => Err(e.clone()),
-                    },
+                .map(|checkpoint| {
+                    let result = match (&opened, &failed) {
+                        (Err(e), _) => Err(e.clone()),
+                        (_, Some(step)) => Err(format!("not tried after {step} failed")),
+                        (Ok((remote, key)), None) => push(remote, key.as_ref(), &checkpoint),
+                    };
+                    if result.is_err() && failed.is_none() {
+                        failed = Some(checkpoint.meta.step.clone());
+                    }
+                    Outcome {
+                        step: checkpoint.meta.step.clone(),
+                        result,
+                    }
                 })
                 .collect()
         });
