@@ -276,6 +276,22 @@ fn with_trusted_keys_only_their_signatures_are_pulled() {
     assert!(stderr.contains("0 built, 2 restored"), "{stderr}");
     assert_consistent(&b, &a);
 
+    stagebuild(&f, &f.root().join("b-alice-by-hand"), &server)
+        .args([
+            "--cache",
+            &server.url("alice"),
+            "cache",
+            "pull",
+            "--target",
+            "t",
+        ])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("greet: pulled 1 files")
+                .and(predicate::str::contains("signed by alice").count(2)),
+        );
+
     // A descriptor altered after signing is refused too.
     let name = format!("checkpoints/{}.json", key_of(&a, "greet"));
     let text = String::from_utf8(server.read("alice", &name)).unwrap();

@@ -264,8 +264,12 @@ fn pull_target(
         ) {
             Ok(Some(p)) => {
                 pulled += 1;
+                let signer = p
+                    .signer
+                    .map(|s| format!(", signed by {s}"))
+                    .unwrap_or_default();
                 reporter.info(&format!(
-                    "{id}: pulled {} files ({} bytes)",
+                    "{id}: pulled {} files ({} bytes){signer}",
                     p.files, p.bytes
                 ));
             }
