@@ -20,8 +20,8 @@ pub struct Cli {
     /// Where source files live [default: PROJECT/mirror].
     #[arg(long, global = true)]
     pub mirror: Option<PathBuf>,
-    /// A shared checkpoint cache: s3://BUCKET/PREFIX, or https://HOST/PATH to pull
-    /// from a read-only mirror [else $STAGEBUILD_CACHE, else url: in PROJECT/cache.yaml].
+    /// A shared checkpoint cache: s3://BUCKET/PREFIX, https://HOST/PATH to pull from a
+    /// read-only mirror, or off [else $STAGEBUILD_CACHE, else url: in PROJECT/cache.yaml].
     #[arg(long, global = true, value_name = "URL")]
     pub cache: Option<String>,
     #[command(subcommand)]

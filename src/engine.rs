@@ -200,7 +200,8 @@ impl Engine<'_> {
                 ));
             }
 
-            if !store.exists(&planned.key) {
+            // --fresh means built here, so it takes nothing from a cache.
+            if !opts.fresh && !store.exists(&planned.key) {
                 match self.cache.pull(&planned.key, &store) {
                     Ok(true) => self.reporter.info(&format!("{id}: pulled from the cache")),
                     Ok(false) => {}

@@ -116,6 +116,33 @@ fn a_second_state_pulls_every_step_and_damaged_or_missing_objects_are_built_inst
     let out = std::process::Command::new(hello).output().unwrap();
     assert_eq!(out.stdout, b"hello from a sandbox\n");
 
+    // --fresh builds every step here, and `--cache off` beats the environment.
+    stagebuild(&f, &b, &server)
+        .args([
+            "--cache",
+            &server.url("team"),
+            "run",
+            "--target",
+            "t",
+            "--fresh",
+        ])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("2 built, 0 restored")
+                .and(predicate::str::contains("pulled from the cache").not()),
+        );
+    assert_consistent(&b, &a);
+    stagebuild(&f, &f.root().join("state-off"), &server)
+        .env("STAGEBUILD_CACHE", server.url("team"))
+        .args(["--cache", "off", "run", "--target", "t"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("2 built, 0 restored")
+                .and(predicate::str::contains("cache").not()),
+        );
+
     // Damage hello's program in the cache, three ways; each time hello is
     // built here, greet is still pulled, and B ends up as A.
     let blob = only_blob(&a, "hello", "usr/bin/hello");

@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 /// The project's cache settings file.
 pub const CONFIG_FILE: &str = "cache.yaml";
 pub const URL_VAR: &str = "STAGEBUILD_CACHE";
+/// The URL that turns a configured cache off: `--cache off`.
+pub const NO_CACHE: &str = "off";
 /// A file holding the ed25519 key that signs what this machine pushes.
 pub const SIGNING_KEY_VAR: &str = "STAGEBUILD_CACHE_SIGNING_KEY";
 
@@ -120,6 +122,9 @@ pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSetting
     let Some(url) = flag.map(str::to_string).or(env).or(file.url) else {
         return Ok(None);
     };
+    if url == NO_CACHE {
+        return Ok(None);
+    }
     let url = CacheUrl::parse(&url).map_err(Error::Usage)?;
     let trusted = file
         .trusted_keys
