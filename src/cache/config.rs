@@ -96,7 +96,7 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct TrustedKeyEntry {
     name: String,
-    key: String,
+    key: serde_saphyr::Spanned<String>,
 }
 
 /// The cache settings of a command, resolved.
@@ -130,8 +130,13 @@ pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSetting
         .trusted_keys
         .iter()
         .map(|k| {
-            super::sign::TrustedKey::parse(&k.name, &k.key)
-                .map_err(|e| Error::input(&path, None, format!("trusted key {}: {e}", k.name)))
+            super::sign::TrustedKey::parse(&k.name, &k.key.value).map_err(|e| {
+                Error::input(
+                    &path,
+                    crate::yaml::line_of(&k.key),
+                    format!("trusted key {}: {e}", k.name),
+                )
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let signing_key = std::env::var_os(SIGNING_KEY_VAR)
@@ -173,6 +178,25 @@ mod tests {
         assert!(CacheUrl::parse("s3:///x").is_err());
         assert!(CacheUrl::parse("s3://b/../x").is_err());
         assert!(CacheUrl::parse("/some/dir").is_err());
+    }
+
+    #[test]
+    fn a_bad_trusted_key_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "url: s3://b/p\ntrusted_keys:\n  - name: ci\n    key: 00ff\n",
+        )
+        .unwrap();
+        let e = resolve(dir.path(), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = e.to_string();
+        assert!(
+            e.ends_with("cache.yaml:4: trusted key ci: expected 32 bytes, got 2"),
+            "{e}"
+        );
+        // --cache off wins over the file.
+        assert!(resolve(dir.path(), Some(NO_CACHE)).unwrap().is_none());
     }
 
     #[test]

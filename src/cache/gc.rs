@@ -55,16 +55,21 @@ pub fn verify(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<String>, St
             Err(why) => problems.push(format!("checkpoint {}: {why}", listed.key)),
         }
     }
-    for (sha256, key) in &needed {
-        match remote.get(&layout::blob(sha256))? {
+    let names: Vec<String> = needed.keys().map(|sha256| layout::blob(sha256)).collect();
+    remote.get_each(&names, |name, bytes| {
+        let sha256 = &name["blobs/".len()..];
+        let key = &needed[sha256];
+        match bytes {
             None => problems.push(format!("blob {sha256} (of {key}) is missing")),
-            Some(bytes) if hex_sha256(&bytes) != *sha256 => problems.push(format!(
+            Some(bytes) if hex_sha256(&bytes) != sha256 => problems.push(format!(
                 "blob {sha256} (of {key}) is damaged: its sha256 is {}",
                 hex_sha256(&bytes)
             )),
             Some(_) => {}
         }
-    }
+        Ok(())
+    })?;
+    problems.sort();
     Ok(problems)
 }
 
