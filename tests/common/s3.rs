@@ -24,6 +24,8 @@ pub struct S3Server {
     child: Option<Child>,
     pub s3_port: u16,
     pub filer_port: u16,
+    /// Its gRPC ports: weed names a socket in /tmp after each, whatever it is told.
+    grpc_ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -76,6 +78,15 @@ impl S3Server {
             .arg(format!("-s3.port={}", ports[6]))
             .arg(format!("-s3.port.grpc={}", ports[7]))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            // Its local sockets, which default to /tmp, go with the rest.
+            .arg(format!(
+                "-filer.localSocket={}",
+                dir.path().join("filer.sock").display()
+            ))
+            .arg(format!(
+                "-s3.localSocket={}",
+                dir.path().join("s3.sock").display()
+            ))
             .arg(format!("-s3.config={}", config.display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -86,6 +97,7 @@ impl S3Server {
             child: Some(child),
             s3_port: ports[6],
             filer_port: ports[4],
+            grpc_ports: vec![ports[1], ports[3], ports[5], ports[7]],
             _dir: dir,
         };
         server.create_bucket();
@@ -215,6 +227,19 @@ impl S3Server {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        self.stop_child(&mut child);
+        self.remove_sockets();
+    }
+
+    fn remove_sockets(&self) {
+        for port in &self.grpc_ports {
+            for role in ["master", "volume", "filer", "s3"] {
+                let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{role}-grpc-{port}.sock"));
+            }
+        }
+    }
+
+    fn stop_child(&self, child: &mut Child) {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -233,6 +258,7 @@ impl S3Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.remove_sockets();
         }
     }
 }
