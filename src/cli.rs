@@ -24,6 +24,10 @@ pub struct Cli {
     /// NO_COLOR is set (CLICOLOR_FORCE forces it).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// A shared checkpoint cache: s3://BUCKET/PREFIX, https://HOST/PATH to pull from a
+    /// read-only mirror, or off [else $STAGEBUILD_CACHE, else url: in PROJECT/cache.yaml].
+    #[arg(long, global = true, value_name = "URL")]
+    pub cache: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,6 +69,9 @@ pub enum Command {
         #[arg(value_enum)]
         kind: SchemaKind,
     },
+    /// Share checkpoints through an object store: push, pull, ls, verify, gc.
+    #[command(subcommand)]
+    Cache(crate::cache::args::CacheCommand),
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {

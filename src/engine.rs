@@ -111,6 +111,8 @@ pub struct Engine<'a> {
     pub runners: &'a mut Runners,
     pub reporter: &'a mut dyn Reporter,
     pub cancel: Cancel,
+    /// A shared cache to pull missing checkpoints from and push new ones to.
+    pub cache: &'a mut dyn crate::cache::CheckpointCache,
 }
 
 impl Engine<'_> {
@@ -202,6 +204,16 @@ impl Engine<'_> {
                 ));
             }
 
+            // --fresh means built here, so it takes nothing from a cache.
+            if !opts.fresh && !store.exists(&planned.key) {
+                match self.cache.pull(&planned.key, &store) {
+                    Ok(true) => self.reporter.info(&format!("{id}: pulled from the cache")),
+                    Ok(false) => {}
+                    Err(why) => self.reporter.warn(&format!(
+                        "{id}: not pulled from the cache ({why}); building it"
+                    )),
+                }
+            }
             let checkpoint = match store.load(&planned.key) {
                 // A checkpoint may be sound and still not fit what came before
                 // it: a VM step's disk is an overlay on the previous step's.
@@ -304,6 +316,7 @@ impl Engine<'_> {
                 },
             );
             self.state.save_record(&record)?;
+            self.cache.offer(&checkpoint);
             earlier.push(Earlier::new(chain_step, checkpoint.dir));
         }
         self.runners.run_complete()?;

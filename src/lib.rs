@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod audit;
 pub mod buildtree;
+pub mod cache;
 pub mod checkpoint;
 pub mod cli;
 pub mod color;

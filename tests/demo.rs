@@ -826,3 +826,60 @@ fn a_vm_checkpoint_whose_backing_disk_was_rebuilt_is_not_restored() {
         );
     assert_eq!(manifests(&state, "demo"), reference);
 }
+
+/// The shared cache between two machines, here two state directories: A
+/// (the shared build) pushes, B starts empty and pulls every step, then
+/// boots its guests from the pulled overlays.
+#[test]
+#[ignore = "slow: builds the real demo and boots its last guest"]
+fn cache_a_pushes_the_demo_and_an_empty_state_pulls_all_of_it_and_boots_from_it() {
+    let reference = manifests(built_demo(), "demo");
+    let server = common::s3::S3Server::start();
+    let cache = server.url("demo");
+    let mut push = stagebuild(built_demo());
+    server.configure(&mut push);
+    push.args(["--cache", &cache, "cache", "push", "--target", "demo"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success();
+
+    let state = scratch("demo-pulled").join("state");
+    let mut pull = stagebuild(&state);
+    server.configure(&mut pull);
+    pull.args(["--cache", &cache, "run", "--target", "demo"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("linux-headers: pulled from the cache")
+                .and(predicate::str::contains(
+                    "kexec-x86_64: pulled from the cache",
+                ))
+                .and(predicate::str::contains(
+                    "bzip2-x86_64: pulled from the cache",
+                ))
+                .and(predicate::str::contains("pulled from the cache").count(14))
+                .and(predicate::str::contains("0 built, 14 restored")),
+        );
+    assert_eq!(manifests(&state, "demo"), reference);
+
+    // The last guest step again, without the cache: it boots the 64-bit
+    // kernel on the pulled overlay of the step before it.
+    forget(&state, &["bzip2-x86_64"]);
+    stagebuild(&state)
+        .args(["run", "--target", "demo", "--resume"])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("[13/14] kexec-x86_64: restored from checkpoint")
+                .and(predicate::str::contains("no longer fits").not())
+                .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
+                .and(predicate::str::contains(": built").count(1)),
+        );
+    assert_eq!(
+        guest_machines(&log_of(&state, "14-bzip2-x86_64.log")),
+        ["x86_64"]
+    );
+    assert_eq!(manifests(&state, "demo"), reference);
+}

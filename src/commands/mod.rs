@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod cache;
 mod init;
 mod lock;
 mod lock_apt;
@@ -79,6 +80,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Cache(command) => cache::run(&paths, cli.cache.as_deref(), command),
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
@@ -194,6 +196,8 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         jobs: args.jobs.unwrap_or_else(cpus),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
+    let mut shared = cache::for_run(&paths.project, cli.cache.as_deref(), &state)?;
+    let mut no_cache = crate::cache::NoCache;
     let mut engine = Engine {
         project: &project,
         state: &state,
@@ -201,8 +205,16 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         runners: &mut runners,
         reporter: reporter.as_mut(),
         cancel,
+        cache: match shared.as_mut() {
+            Some(shared) => shared,
+            None => &mut no_cache,
+        },
     };
-    match engine.run(&opts) {
+    let outcome = engine.run(&opts);
+    if let Some(shared) = shared.as_mut() {
+        cache::report_uploads(shared, reporter.as_mut());
+    }
+    match outcome {
         Ok(summary) => {
             reporter.info(&format!(
                 "target {}: {} built, {} restored from checkpoints, in {:.1}s",
