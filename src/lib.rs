@@ -4,11 +4,13 @@
 
 pub mod archive;
 pub mod audit;
+pub mod book;
 pub mod buildtree;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod digest;
+pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod fsutil;

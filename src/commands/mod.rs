@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod book;
 mod lock;
 mod mirror;
 
@@ -60,6 +61,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Audit(args) => audit(&paths, args),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
+        Command::Book(args) => book::book(&paths, args),
+        Command::Explain(args) => book::explain(&paths, args),
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
