@@ -1,0 +1,185 @@
+//! The book and `explain` on a small real project built by the real binary:
+//! what the pages say before and after a step is built, in a terminal and
+//! not; and `book --check` on the project's own steps and on bad ones.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Fixture, snapshot};
+use predicates::prelude::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn page(book: &Path, rel: &str) -> String {
+    fs::read_to_string(book.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The text of a page's section, from its heading to the next one.
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<h2 id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no section {id} in {html}"));
+    let rest = &html[start..];
+    &rest[..rest[5..].find("<h2").map_or(rest.len(), |end| end + 5)]
+}
+
+#[test]
+fn book_check_passes_on_the_projects_own_steps() {
+    assert_cmd::Command::cargo_bin("stagebuild")
+        .unwrap()
+        .arg("--project")
+        .arg(repo())
+        .args(["book", "--check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "every step has a description and every patch a reason",
+        ));
+}
+
+#[test]
+fn book_check_names_the_file_and_line_of_a_missing_description_and_patch_reason() {
+    let f = Fixture::tiny();
+    f.write(
+        "steps/hello.yaml",
+        "name: hello\nversion: \"1.0\"\ndescription: \"\"\nsources: [hello-1.0.tar.gz]\npatches: [fix.patch]\nworkdir: hello-1.0\nbuild: |\n  gcc -o hello hello.c\n",
+    );
+    f.write("patches/hello/fix.patch", "--- a/x\n+++ b/x\n");
+    let before = snapshot(f.root());
+    f.cmd()
+        .args(["book", "--check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "steps/hello.yaml:3: step hello has no description",
+        ))
+        .stderr(predicate::str::contains(
+            "steps/hello.yaml:5: patch fix.patch has no reason",
+        ));
+    assert_eq!(snapshot(f.root()), before, "--check writes nothing");
+
+    f.write(
+        "steps/hello.yaml",
+        "name: hello\nversion: \"1.0\"\ndescription: Compiles hello.\nsources: [hello-1.0.tar.gz]\npatches:\n  - file: fix.patch\n    reason: It needs fixing.\nworkdir: hello-1.0\nbuild: |\n  gcc -o hello hello.c\n",
+    );
+    f.cmd().args(["book", "--check"]).assert().success();
+}
+
+#[test]
+fn a_step_gets_its_outputs_once_built_and_says_so_before() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    let book = f.root().join("book");
+    let write_book = || {
+        f.cmd()
+            .args(["book", "--target", "t", "--out"])
+            .arg(&book)
+            .assert()
+            .success()
+    };
+
+    // Nothing built yet: every page is there, none lists outputs.
+    write_book().stdout(predicate::str::contains("0 of 2 steps built"));
+    let hello = page(&book, "steps/hello.html");
+    assert!(
+        section(&hello, "what-it-produced").contains("Not built yet"),
+        "{hello}"
+    );
+    assert!(section(&hello, "sources").contains("hello-1.0.tar.gz"));
+    assert!(section(&hello, "commands").contains("gcc -O2 -o hello hello.c"));
+    assert!(book.join("src/SUMMARY.md").is_file() && book.join("book.toml").is_file());
+
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    write_book().stdout(predicate::str::contains("2 of 2 steps built"));
+    let hello = page(&book, "steps/hello.html");
+    let produced = section(&hello, "what-it-produced");
+    assert!(
+        produced.contains("<code>usr/bin/hello</code>")
+            && produced.contains("ELF, dynamic (/lib64/ld-linux-x86-64.so.2), 64-bit x86-64"),
+        "{produced}"
+    );
+    assert!(section(&hello, "how-long-it-took").contains("Built in "));
+    assert!(section(&hello, "reproducibility").contains("Not audited yet"));
+    let index = page(&book, "programs.html");
+    assert!(
+        index.contains("<td><code>hello</code></td><td><code>usr/bin/hello</code></td><td><a href=\"steps/hello.html\">hello</a></td>"),
+        "{index}"
+    );
+
+    // greet's checkpoint goes: its page says so again, hello's is unchanged.
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let key = record["steps"]["greet"]["key"].as_str().unwrap();
+    fs::remove_dir_all(f.state().join("checkpoints").join(key)).unwrap();
+    write_book().stdout(predicate::str::contains("1 of 2 steps built"));
+    assert!(
+        section(&page(&book, "steps/greet.html"), "what-it-produced").contains("Not built yet")
+    );
+    assert!(
+        section(&page(&book, "steps/hello.html"), "what-it-produced").contains("usr/bin/hello")
+    );
+}
+
+#[test]
+fn book_never_replaces_a_directory_it_did_not_write() {
+    let f = Fixture::tiny();
+    let theirs = f.root().join("theirs");
+    fs::create_dir_all(&theirs).unwrap();
+    fs::write(theirs.join("notes.txt"), "mine").unwrap();
+    f.cmd()
+        .args(["book", "--target", "t", "--out"])
+        .arg(&theirs)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a book stagebuild wrote"));
+    assert_eq!(
+        fs::read_to_string(theirs.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(fs::read_dir(&theirs).unwrap().count(), 1);
+}
+
+#[test]
+fn explain_is_plain_through_a_pipe_and_coloured_on_a_terminal() {
+    let f = Fixture::tiny();
+    let plain = f.cmd().args(["explain", "hello"]).assert().success();
+    let plain = String::from_utf8(plain.get_output().stdout.clone()).unwrap();
+    assert!(!plain.contains('\x1b'), "{plain}");
+    for part in [
+        "hello",
+        "== Sources",
+        "hello-1.0.tar.gz",
+        "== Commands",
+        "gcc -O2 -o hello hello.c",
+        "Not built yet",
+    ] {
+        assert!(plain.contains(part), "{part} in {plain}");
+    }
+
+    // `script` gives the command a terminal (util-linux, in every Debian).
+    let command = f.std_cmd().args(["explain", "hello"]).get_args().fold(
+        assert_cmd::cargo::cargo_bin("stagebuild")
+            .display()
+            .to_string(),
+        |line, arg| format!("{line} '{}'", arg.to_str().unwrap()),
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let coloured = String::from_utf8_lossy(&out.stdout);
+    assert!(coloured.contains("\x1b[1m== Sources"), "{coloured}");
+    assert!(coloured.contains("gcc -O2 -o hello hello.c"), "{coloured}");
+
+    f.cmd()
+        .args(["explain", "nosuch"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has no step \"nosuch\""));
+}
