@@ -61,8 +61,9 @@ pub struct Built {
 pub struct Produced {
     pub entry: Entry,
     pub elf: Option<elf::Summary>,
-    /// A static library (`ar` archive).
-    pub archive: bool,
+    /// What kind of file it is, from its first bytes, when it is one the
+    /// chain makes on purpose: a static library, a kernel, an initramfs.
+    pub format: Option<&'static str>,
 }
 
 pub enum Verdict {
@@ -184,7 +185,7 @@ fn read_checkpoint(dir: &Path) -> Option<Built> {
                 .unwrap_or_default();
             Produced {
                 elf: elf::summary(&head, &entry.path),
-                archive: head.starts_with(b"!<arch>\n"),
+                format: format_of(&head),
                 entry,
             }
         })
@@ -199,15 +200,36 @@ fn read_checkpoint(dir: &Path) -> Option<Built> {
     })
 }
 
+/// The first bytes of a file: enough for [`format_of`], and for an ELF
+/// file its program headers.
 fn head_of(path: &Path) -> Option<Vec<u8>> {
-    let mut file = fs::File::open(path).ok()?;
-    let mut magic = [0u8; 8];
-    let n = file.read(&mut magic).ok()?;
-    let mut head = magic[..n].to_vec();
+    let file = fs::File::open(path).ok()?;
+    let mut head = Vec::new();
+    let mut file = file.take(BZIMAGE_MAGIC.0 as u64 + 4);
+    file.read_to_end(&mut head).ok()?;
     if head.starts_with(b"\x7fELF") {
-        file.take(elf::HEAD as u64).read_to_end(&mut head).ok()?;
+        file.into_inner()
+            .take(elf::HEAD as u64)
+            .read_to_end(&mut head)
+            .ok()?;
     }
     Some(head)
+}
+
+/// Where an x86 Linux boot image says so ("HdrS" in its setup header).
+const BZIMAGE_MAGIC: (usize, &[u8]) = (0x202, b"HdrS");
+
+fn format_of(head: &[u8]) -> Option<&'static str> {
+    let (at, magic) = BZIMAGE_MAGIC;
+    if head.starts_with(b"!<arch>\n") {
+        Some("static library (ar archive)")
+    } else if head.starts_with(b"070701") {
+        Some("cpio archive (newc)")
+    } else if head.get(at..at + magic.len()) == Some(magic) {
+        Some("x86 Linux kernel image (bzImage)")
+    } else {
+        None
+    }
 }
 
 /// Which earlier outputs each step sees, as the runners provide them: a host

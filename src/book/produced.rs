@@ -21,12 +21,12 @@ fn name_of(path: &str) -> &str {
 
 /// What a file is, in a few words.
 pub fn kind(file: &Produced) -> String {
-    match (&file.elf, file.archive, file.entry.kind) {
+    match (&file.elf, file.format, file.entry.kind) {
         (Some(elf), _, _) => format!("ELF, {}", elf.describe()),
-        (None, true, _) => "static library (ar archive)".into(),
-        (None, false, FileKind::Symlink) => "symlink".into(),
-        (None, false, _) if file.entry.mode & 0o111 != 0 => "executable".into(),
-        (None, false, _) => String::new(),
+        (None, Some(format), _) => format.into(),
+        (None, None, FileKind::Symlink) => "symlink".into(),
+        (None, None, _) if file.entry.mode & 0o111 != 0 => "executable".into(),
+        (None, None, _) => String::new(),
     }
 }
 
@@ -80,17 +80,20 @@ pub fn section(book: &Book, step: &StepInfo) -> String {
             .or_default()
             .push(file);
     }
+    let dirs = match by_dir.len() {
+        1 => "1 directory".to_string(),
+        n => format!("{n} directories"),
+    };
     md += &format!(
-        "{} files and {} symlinks in {} directories, {} in all (from the manifest of checkpoint {}).\n\n",
+        "{} files and {} symlinks in {dirs}, {} in all (from the manifest of checkpoint {}).\n\n",
         count(FileKind::File),
         count(FileKind::Symlink),
-        by_dir.len(),
         size(total),
         code(crate::report::short(&step.planned.key)),
     );
     let notable: Vec<Vec<String>> = entries
         .iter()
-        .filter(|f| f.elf.is_some() || f.archive)
+        .filter(|f| f.elf.is_some() || f.format.is_some())
         .map(|f| row(f, &f.entry.path))
         .collect();
     if !notable.is_empty() {
@@ -162,7 +165,10 @@ pub fn index(book: &Book) -> String {
                     code(&name),
                     code(&file.entry.path),
                     link(step.id(), 0, &super::page::path(step.id())),
-                    text(&kind(file)),
+                    match &file.entry.link {
+                        Some(target) => format!("symlink → {}", code(target)),
+                        None => text(&kind(file)),
+                    },
                 ],
             ));
         }
