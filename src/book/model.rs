@@ -16,7 +16,7 @@ use crate::engine::Plan;
 use crate::error::Result;
 use crate::lock::Lock;
 use crate::manifest::{Entry, FileKind};
-use crate::plan::PlannedStep;
+use crate::plan::{PlannedStep, StepState};
 use crate::project::{Chain, ChainStep, Project};
 use crate::state::StateDir;
 use crate::target::RunnerKind;
@@ -34,6 +34,8 @@ pub struct StepInfo {
     pub chain_step: ChainStep,
     /// The checkpoint, if the step is built under its current key.
     pub built: Option<Built>,
+    /// What `plan` says of it: why it would be rebuilt, if it would.
+    pub state: StepState,
     pub verdict: Verdict,
     /// Earlier steps whose outputs this step can see (by index).
     pub sees: Vec<usize>,
@@ -91,7 +93,7 @@ impl Book {
         let report_path = state.root.join("audit").join(target).join("report.json");
         let report = read_report(&report_path);
         let mut steps: Vec<StepInfo> = Vec::new();
-        for planned in &plan.steps {
+        for (planned, step_state) in plan.steps.iter().zip(&plan.states) {
             let dir = store.dir(&planned.key);
             let built = store.exists(&planned.key).then(|| read_checkpoint(&dir));
             let built = built.flatten();
@@ -110,6 +112,7 @@ impl Book {
                 planned: planned.clone(),
                 chain_step: planned.chain_step.clone(),
                 built,
+                state: step_state.clone(),
                 verdict,
                 sees: Vec::new(),
                 seen_by: Vec::new(),

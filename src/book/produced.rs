@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::markdown::{code, link, size, table, text};
 use super::model::{Book, Produced, StepInfo};
 use crate::manifest::FileKind;
+use crate::plan::StepState;
 
 /// Directories with more entries than this are folded (`<details>`).
 const FOLD_OVER: usize = 12;
@@ -56,8 +57,14 @@ fn row(file: &Produced, shown: &str) -> Vec<String> {
 pub fn section(book: &Book, step: &StepInfo) -> String {
     let mut md = String::from("## What it produced\n\n");
     let Some(built) = &step.built else {
+        let why = match &step.state {
+            StepState::Invalidated { reasons } => {
+                format!(" under its current inputs ({})", text(&reasons.join("; ")))
+            }
+            _ => String::new(),
+        };
         md += &format!(
-            "Not built yet, so there is nothing to list: once `stagebuild run --target {}` has built it, this section lists its files from the checkpoint's manifest.\n\n",
+            "Not built yet{why}, so there is nothing to list: once `stagebuild run --target {}` has built it, this section lists its files from the checkpoint's manifest.\n\n",
             book.chain.target.name
         );
         return md;
