@@ -92,7 +92,33 @@ fn a_step_gets_its_outputs_once_built_and_says_so_before() {
     );
     assert!(section(&hello, "sources").contains("hello-1.0.tar.gz"));
     assert!(section(&hello, "commands").contains("gcc -O2 -o hello hello.c"));
-    assert!(book.join("src/SUMMARY.md").is_file() && book.join("book.toml").is_file());
+    assert!(book.join("book.toml").is_file());
+    // mdBook's layout: SUMMARY.md lists every page under src/, and each has its HTML.
+    let summary = page(&book, "src/SUMMARY.md");
+    let mut listed: Vec<String> = summary
+        .split("](")
+        .skip(1)
+        .map(|s| s[..s.find(')').unwrap()].to_string())
+        .collect();
+    listed.sort();
+    let mut pages: Vec<String> = ["", "stages/", "steps/"]
+        .iter()
+        .flat_map(|dir| {
+            fs::read_dir(book.join("src").join(dir))
+                .unwrap()
+                .map(move |e| format!("{dir}{}", e.unwrap().file_name().to_str().unwrap()))
+        })
+        .filter(|p| p.ends_with(".md") && p != "SUMMARY.md")
+        .collect();
+    pages.sort();
+    assert_eq!(listed, pages);
+    for md in &pages {
+        let html = match md.as_str() {
+            "introduction.md" => "index.html".to_string(),
+            other => other.replace(".md", ".html"),
+        };
+        assert!(book.join(&html).is_file(), "{html}");
+    }
 
     f.cmd().args(["run", "--target", "t"]).assert().success();
     write_book().stdout(predicate::str::contains("2 of 2 steps built"));
