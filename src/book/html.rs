@@ -202,6 +202,7 @@ main { flex: 1; min-width: 0; max-width: 60rem; padding: 1.5rem 2.5rem 3rem; }
 h1 { font-size: 2rem; margin: .2rem 0 .6rem; }
 h2 { font-size: 1.4rem; margin-top: 2.2rem; padding-bottom: .25rem; border-bottom: 1px solid var(--line); }
 h3 { font-size: 1.1rem; margin-top: 1.5rem; }
+h2 code, h3 code { font-size: .95em; }
 a { color: var(--accent); }
 code { font: 0.88em/1.45 ui-monospace, 'SFMono-Regular', 'DejaVu Sans Mono', Menlo, Consolas, monospace;
   background: var(--bg-code); padding: .1em .3em; border-radius: 4px; overflow-wrap: anywhere; }

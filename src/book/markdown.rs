@@ -51,6 +51,11 @@ pub fn link(label: &str, from_depth: usize, to: &str) -> String {
     format!("[{}]({}{to})", text(label), "../".repeat(from_depth))
 }
 
+/// "1 file", "2 files".
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// 1234567 → "1.2 MiB".
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];

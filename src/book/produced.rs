@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::markdown::{code, link, size, table, text};
+use super::markdown::{code, counted, link, size, table, text};
 use super::model::{Book, Produced, StepInfo};
 use crate::manifest::FileKind;
 use crate::plan::StepState;
@@ -87,14 +87,11 @@ pub fn section(book: &Book, step: &StepInfo) -> String {
             .or_default()
             .push(file);
     }
-    let dirs = match by_dir.len() {
-        1 => "1 directory".to_string(),
-        n => format!("{n} directories"),
-    };
     md += &format!(
-        "{} files and {} symlinks in {dirs}, {} in all (from the manifest of checkpoint {}).\n\n",
-        count(FileKind::File),
-        count(FileKind::Symlink),
+        "{} and {} in {}, {} in all (from the manifest of checkpoint {}).\n\n",
+        counted(count(FileKind::File), "file", "files"),
+        counted(count(FileKind::Symlink), "symlink", "symlinks"),
+        counted(by_dir.len(), "directory", "directories"),
         size(total),
         code(crate::report::short(&step.planned.key)),
     );
@@ -116,7 +113,12 @@ pub fn section(book: &Book, step: &StepInfo) -> String {
             .map(|f| row(f, name_of(&f.entry.path)))
             .collect();
         let listing = table(&["name", "size", "kind"], &rows);
-        let title = format!("{} — {} entries, {}", code(dir), files.len(), size(bytes));
+        let title = format!(
+            "{} — {}, {}",
+            code(dir),
+            counted(files.len(), "entry", "entries"),
+            size(bytes)
+        );
         if files.len() > FOLD_OVER {
             md += &format!(
                 "<details><summary>{}</summary>\n\n{listing}\n</details>\n\n",

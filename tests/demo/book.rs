@@ -238,7 +238,11 @@ fn the_book_of_the_demo_shows_every_step_as_its_files_and_checkpoints_say() {
         let files = manifest.iter().filter(|e| kind(e, "file")).count();
         let links = manifest.iter().filter(|e| kind(e, "symlink")).count();
         assert!(
-            words(produced).contains(&format!("{files} files and {links} symlinks")),
+            words(produced).contains(&format!(
+                "{files} file{} and {links} symlink{}",
+                if files == 1 { "" } else { "s" },
+                if links == 1 { "" } else { "s" }
+            )),
             "{id}: {}",
             words(produced)
         );
