@@ -209,3 +209,46 @@ fn explain_is_plain_through_a_pipe_and_coloured_on_a_terminal() {
         .code(2)
         .stderr(predicate::str::contains("has no step \"nosuch\""));
 }
+
+#[test]
+fn each_page_gives_the_last_audits_verdict_unless_the_step_was_rebuilt_since() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+    f.cmd().args(["audit", "--target", "t"]).assert().success();
+    let book = f.root().join("book");
+    let write_book = || {
+        f.cmd()
+            .args(["book", "--target", "t", "--out"])
+            .arg(&book)
+            .assert()
+            .success();
+    };
+    write_book();
+    for id in ["hello", "greet"] {
+        let verdict = page(&book, &format!("steps/{id}.html"));
+        assert!(
+            section(&verdict, "reproducibility").contains("<strong>Reproducible.</strong>"),
+            "{verdict}"
+        );
+    }
+
+    // greet is built again after the audit: its verdict was for the build before.
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let key = record["steps"]["greet"]["key"].as_str().unwrap();
+    fs::remove_dir_all(f.state().join("checkpoints").join(key)).unwrap();
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .success();
+    write_book();
+    assert!(
+        section(&page(&book, "steps/greet.html"), "reproducibility")
+            .contains("predates this checkpoint")
+    );
+    assert!(
+        section(&page(&book, "steps/hello.html"), "reproducibility")
+            .contains("<strong>Reproducible.</strong>")
+    );
+}
