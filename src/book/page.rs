@@ -126,7 +126,8 @@ fn files(step: &StepInfo) -> String {
         let small = std::fs::metadata(&file.path).is_ok_and(|m| m.len() <= SHOWN_FILE_LIMIT);
         match std::fs::read_to_string(&file.path) {
             Ok(body) if small => {
-                let language = if body.starts_with("#!/bin/sh") {
+                let shebang = body.lines().next().unwrap_or_default();
+                let language = if shebang.starts_with("#!") && shebang.ends_with("sh") {
                     "sh"
                 } else {
                     ""
