@@ -87,6 +87,24 @@ pub fn stage(book: &Book, name: &str, steps: &[&StepInfo]) -> String {
         );
     }
     md += "\n\n";
+    if let Some(vm) = &steps[0].chain_step.vm {
+        md += &format!(
+            "Each step boots a fresh guest with {} MiB of memory on a root disk of {} MiB: an overlay on the previous step's disk, {}. The kernel command line is {}; a guest must announce itself within {} s and finish a step within {} s, unless the step sets its own `timeout`.\n\n",
+            vm.memory,
+            vm.disk,
+            if vm.machine == name {
+                "the first on a disk made from the earlier stages' outputs".to_string()
+            } else {
+                format!(
+                    "the first continuing the disk of stage {}",
+                    text(&vm.machine)
+                )
+            },
+            code(&crate::runner::vm::command_line(&vm.append)),
+            vm.boot_timeout,
+            vm.step_timeout,
+        );
+    }
     let rows: Vec<Vec<String>> = steps
         .iter()
         .map(|s| {

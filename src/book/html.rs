@@ -209,7 +209,7 @@ code { font: 0.88em/1.45 ui-monospace, 'SFMono-Regular', 'DejaVu Sans Mono', Men
 pre.code { background: var(--bg-code); border: 1px solid var(--line); border-radius: 6px;
   padding: .8rem 1rem; overflow-x: auto; }
 pre.code code { background: none; padding: 0; overflow-wrap: normal; }
-td:first-child code { white-space: nowrap; overflow-wrap: normal; }
+td:first-child, td:first-child code { white-space: nowrap; overflow-wrap: normal; }
 table { border-collapse: collapse; margin: .8rem 0; font-size: 14px; display: block; overflow-x: auto; }
 th, td { border: 1px solid var(--line); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: var(--bg-code); }
