@@ -43,7 +43,10 @@ struct RawStep {
 /// A patch, by file name, or with the reason it is applied (which the book
 /// shows beside it, and which is prose: it is not part of the cache key).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }"
+)]
 enum RawPatch {
     File(String),
     WithReason(PatchWithReason),

@@ -68,6 +68,19 @@ fn book_check_names_the_file_and_line_of_a_missing_description_and_patch_reason(
         "name: hello\nversion: \"1.0\"\ndescription: Compiles hello.\nsources: [hello-1.0.tar.gz]\npatches:\n  - file: fix.patch\n    reason: It needs fixing.\nworkdir: hello-1.0\nbuild: |\n  gcc -o hello hello.c\n",
     );
     f.cmd().args(["book", "--check"]).assert().success();
+
+    // A misspelt key in a patch entry is bad input, pointed at like any other.
+    f.write(
+        "steps/hello.yaml",
+        "name: hello\nversion: \"1.0\"\ndescription: Compiles hello.\nsources: [hello-1.0.tar.gz]\npatches:\n  - file: fix.patch\n    reson: It needs fixing.\nbuild: |\n  gcc -o hello hello.c\n",
+    );
+    f.cmd()
+        .args(["book", "--check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "steps/hello.yaml:6: each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }",
+        ));
 }
 
 #[test]
