@@ -162,6 +162,10 @@ fn commands(step: &StepInfo) -> String {
         ]);
         md += &table(&["what", "value"], &rows);
         md += &format!(
+            "\nThe command that loads them in the guest:\n\n{}",
+            fenced("sh", &crate::runner::kexec::load_command(kexec))
+        );
+        md += &format!(
             "\nSee [the kernel hop]({}) for what happens around it.\n\n",
             "../kernel-hop.md"
         );
