@@ -2,7 +2,7 @@
 //! each step built, what its checkpoint says (manifest, build time) and what
 //! the last audit found. Reads the state directory; never writes to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -241,6 +241,13 @@ fn format_of(head: &[u8]) -> Option<&'static str> {
 /// disk, the steps of its own guest through the disk chain). And which of
 /// them it names.
 fn link_steps(steps: &mut [StepInfo]) {
+    let outputs: Vec<Option<HashSet<String>>> = steps
+        .iter()
+        .map(|s| {
+            let built = s.built.as_ref()?;
+            Some(built.files.iter().map(|f| f.entry.path.clone()).collect())
+        })
+        .collect();
     for i in 0..steps.len() {
         let sees: Vec<usize> = (0..i)
             .filter(|&j| match steps[i].chain_step.runner {
@@ -258,11 +265,11 @@ fn link_steps(steps: &mut [StepInfo]) {
         }
         let words = command_words(&steps[i].chain_step);
         for &j in &sees {
-            let Some(built) = &steps[j].built else {
+            let Some(paths) = &outputs[j] else {
                 continue;
             };
             for word in &words {
-                if provides(&steps[i].chain_step, built, word) {
+                if provides(&steps[i].chain_step, paths, word) {
                     let found = names.entry(j).or_default();
                     if !found.contains(word) {
                         found.push(word.clone());
@@ -309,11 +316,11 @@ fn command_words(step: &ChainStep) -> Vec<String> {
     words
 }
 
-/// Whether `word` names a file of `built`: a `/sysroot/…` path in a host
+/// Whether `word` names one of `paths` (a step's outputs): a `/sysroot/…` path in a host
 /// step; in a VM step (whose root holds every earlier output) an absolute
 /// path, or a program in a bin directory.
-fn provides(step: &ChainStep, built: &Built, word: &str) -> bool {
-    let has = |path: &str| built.files.iter().any(|f| f.entry.path == path);
+fn provides(step: &ChainStep, paths: &HashSet<String>, word: &str) -> bool {
+    let has = |path: &str| paths.contains(path);
     match step.runner {
         RunnerKind::Host => word.strip_prefix("/sysroot/").is_some_and(has),
         RunnerKind::Vm => match word.strip_prefix('/') {
