@@ -265,3 +265,38 @@ fn each_page_gives_the_last_audits_verdict_unless_the_step_was_rebuilt_since() {
             .contains("<strong>Reproducible.</strong>")
     );
 }
+
+#[test]
+fn a_long_stage_continues_in_a_second_column_of_the_diagram() {
+    let f = Fixture::tiny();
+    let ids: Vec<String> = (1..=25).map(|i| format!("s{i:02}")).collect();
+    for id in &ids {
+        f.write(
+            &format!("steps/{id}.yaml"),
+            format!("name: {id}\nversion: \"1\"\ndescription: Step {id}.\nbuild: |\n  true\n"),
+        );
+    }
+    f.write(
+        "steps/targets/long.yaml",
+        format!(
+            "name: long\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    runner: host\n    steps: [{}]\n",
+            ids.join(", ")
+        ),
+    );
+    let book = f.root().join("book");
+    f.cmd()
+        .args(["book", "--target", "long", "--out"])
+        .arg(&book)
+        .assert()
+        .success();
+    let index = page(&book, "index.html");
+    assert_eq!(index.matches("class=\"stage\">stage host<").count(), 2);
+    assert_eq!(index.matches("class=\"runs-on\">continued<").count(), 1);
+    assert_eq!(index.matches("<rect class=\"step unbuilt\"").count(), 25);
+    for id in &ids {
+        assert!(
+            index.contains(&format!("<a href=\"steps/{id}.html\">")),
+            "{id}"
+        );
+    }
+}

@@ -57,7 +57,15 @@ pub fn introduction(book: &Book) -> String {
         })
         .collect();
     md += &table(&["stage", "runs on", "steps"], &rows);
-    md += "\n## The chain\n\nEach box is a step, in the order they run; a solid box is built, a dashed one is not yet. The orange arrow is the kernel hop.\n\n";
+    md += "\n## The chain\n\nEach box is a step, in the order they run, and links to its page; a solid box is built, a dashed one is not yet.";
+    if book
+        .steps
+        .iter()
+        .any(|s| s.chain_step.step.definition.kexec.is_some())
+    {
+        md += " The orange arrow is the kernel hop.";
+    }
+    md += "\n\n";
     md += &diagram::svg(book, 0);
     md += "\n\n## About this book\n\n";
     md += &format!(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::Book;
+use super::model::{Book, StepInfo};
 use crate::target::RunnerKind;
 
 const WIDTH: usize = 190;
@@ -11,6 +11,8 @@ const GAP: usize = 70;
 const TOP: usize = 64;
 const ROW: usize = 32;
 const BOX: usize = 24;
+/// A stage with more steps continues in a column beside.
+const ROWS: usize = 20;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -25,10 +27,21 @@ const STYLE: &str = "<style>svg.chain text { font: 13px ui-monospace, monospace;
 /// The diagram for a page `depth` directories below the book's top. It has
 /// no blank line, so Markdown keeps it as one block of HTML.
 pub fn svg(book: &Book, depth: usize) -> String {
-    let stages = book.stages();
     let up = "../".repeat(depth);
-    let tallest = stages.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
-    let width = stages.len() * (WIDTH + GAP) - GAP + 20;
+    let stages = book.stages();
+    let columns: Vec<(&str, &[&StepInfo], bool)> = stages
+        .iter()
+        .flat_map(|(stage, steps)| {
+            let stage: &str = stage;
+            steps
+                .chunks(ROWS)
+                .enumerate()
+                .map(move |(i, chunk)| (stage, chunk, i == 0))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let tallest = columns.iter().map(|(_, s, _)| s.len()).max().unwrap_or(0);
+    let width = columns.len() * (WIDTH + GAP) - GAP + 20;
     let height = TOP + tallest * ROW + 10;
     let mut svg = format!(
         "<svg class=\"chain\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"The chain of target {}\">\n",
@@ -37,15 +50,16 @@ pub fn svg(book: &Book, depth: usize) -> String {
     svg += "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker><marker id=\"hop\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#c2410c\"/></marker></defs>\n";
     svg += STYLE;
     let mut last: Option<(usize, usize, bool)> = None;
-    for (column, (stage, steps)) in stages.iter().enumerate() {
+    for (column, (stage, steps, starts)) in columns.iter().enumerate() {
         let x = 10 + column * (WIDTH + GAP);
         let first = &steps[0].chain_step;
-        let runs_on = match (&first.runner, &first.vm) {
-            (RunnerKind::Host, _) => "host sandbox".to_string(),
-            (RunnerKind::Vm, Some(vm)) => {
+        let runs_on = match (&first.runner, &first.vm, starts) {
+            (_, _, false) => "continued".to_string(),
+            (RunnerKind::Host, _, _) => "host sandbox".to_string(),
+            (RunnerKind::Vm, Some(vm), _) => {
                 format!("qemu, {}", vm.kernel.split(':').next().unwrap_or(""))
             }
-            (RunnerKind::Vm, None) => "qemu".to_string(),
+            (RunnerKind::Vm, None, _) => "qemu".to_string(),
         };
         let _ = writeln!(
             svg,
