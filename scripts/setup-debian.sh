@@ -22,7 +22,8 @@ fi
 
 apt-get update -q
 # bubblewrap: the sandbox; faketime and disorderfs: the audit's clock and
-# directory-order variations; chromium: the test that opens the audit report;
+# directory-order variations; chromium: the tests that open the audit report
+# and the book; bsdutils (script): the test that gives `explain` a terminal;
 # qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs;
 # gcc-multilib: the 32-bit userland; flex, bison, bc, libelf-dev: the kernels;
 # zsh, fish, man-db, python3-jsonschema, python3-yaml: the tests that check
@@ -37,7 +38,7 @@ fi
 apt-get install -y -q --no-install-recommends --allow-downgrades \
     "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" \
     bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
-    curl git faketime disorderfs fuse3 chromium \
+    curl git faketime disorderfs fuse3 chromium bsdutils \
     e2fsprogs cpio gcc-multilib flex bison bc libelf-dev \
     zsh fish man-db python3-jsonschema python3-yaml
 

@@ -27,6 +27,19 @@ pub struct Meta {
     /// Files kept beside the tree (a VM step's disk), by name, with their sha256.
     #[serde(default)]
     pub extras: std::collections::BTreeMap<String, String>,
+    /// How long the step took and where it ran; absent in checkpoints made
+    /// before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<Built>,
+}
+
+/// How a checkpoint's step was built: its runner (`host (bwrap)`, `vm
+/// (qemu)`) and the milliseconds from its start to its output, before the
+/// commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Built {
+    pub runner: String,
+    pub millis: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +237,7 @@ mod tests {
             inputs,
             manifest_sha256: String::new(),
             extras: Default::default(),
+            built: None,
         }
     }
 
@@ -250,6 +264,22 @@ mod tests {
 
         store.discard("k1").unwrap();
         assert!(store.load("k1").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_meta_without_build_time_still_loads_and_one_with_it_keeps_it() {
+        let mut old = serde_json::to_value(meta("k")).unwrap();
+        assert!(old.get("built").is_none(), "absent when unknown: {old}");
+        old.as_object_mut().unwrap().remove("built");
+        let read: Meta = serde_json::from_value(old).unwrap();
+        assert_eq!(read.built, None);
+        let mut timed = meta("k");
+        timed.built = Some(Built {
+            runner: "vm (qemu)".into(),
+            millis: 34_700,
+        });
+        let back: Meta = serde_json::from_slice(&serde_json::to_vec(&timed).unwrap()).unwrap();
+        assert_eq!(back, timed);
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub enum Command {
     /// Share checkpoints through an object store: push, pull, ls, verify, gc.
     #[command(subcommand)]
     Cache(crate::cache::args::CacheCommand),
+    /// Write the chain as a book: static HTML, and its Markdown in mdBook's layout.
+    Book(BookArgs),
+    /// Tell one step's story in the terminal: its page of the book.
+    Explain(ExplainArgs),
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {
@@ -274,6 +278,35 @@ pub enum LockCommand {
         #[arg(long)]
         update: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BookArgs {
+    /// The target, a file under steps/targets/.
+    #[arg(long, short, required_unless_present = "check")]
+    pub target: Option<String>,
+    /// Override a config variable of the target: --set arch=i686.
+    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+    pub overrides: Vec<(String, String)>,
+    /// Where to write the book [default: STATE/book/TARGET].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write nothing: fail (exit 2) if a step has no description or a patch
+    /// no reason, naming file:line.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The step, by its id in the target (`gcc-pass2` for a second pass).
+    pub step: String,
+    /// The target [default: the project's only target].
+    #[arg(long, short)]
+    pub target: Option<String>,
+    /// Override a config variable of the target: --set arch=i686.
+    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+    pub overrides: Vec<(String, String)>,
 }
 
 fn parse_assignment(s: &str) -> Result<(String, String), String> {

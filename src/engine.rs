@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::checkpoint::{Corrupt, Meta};
+use crate::checkpoint::{Built, Corrupt, Meta};
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
 use crate::mirror::Mirror;
@@ -267,6 +267,10 @@ impl Engine<'_> {
                         .for_kind(chain_step.runner)
                         .run(&job, &self.cancel)?;
                     let definition = &chain_step.step.definition;
+                    let built = Built {
+                        runner: self.runners.for_kind(chain_step.runner).name(),
+                        millis: step_started.elapsed().as_millis() as u64,
+                    };
                     let committing = Instant::now();
                     let checkpoint = store.commit(
                         &job.out(),
@@ -281,6 +285,7 @@ impl Engine<'_> {
                             inputs: planned.inputs.clone(),
                             manifest_sha256: String::new(),
                             extras: Default::default(),
+                            built: Some(built),
                         },
                     )?;
                     note_in_log(

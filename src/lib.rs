@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod book;
 pub mod buildtree;
 pub mod cache;
 pub mod checkpoint;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod color;
 pub mod commands;
 pub mod digest;
+pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod fsutil;

@@ -203,6 +203,7 @@ mod tests {
         let step = crate::step::Step {
             path: format!("{id}.yaml").into(),
             description: String::new(),
+            prose: Default::default(),
             definition: crate::step::Definition {
                 name: id.into(),
                 version: "1".into(),

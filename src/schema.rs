@@ -41,7 +41,25 @@ fn step() -> Value {
             "version": text("The package's version, as text: \"1.0\", \"0.9.27+git20200814.62c30a4a\"."),
             "description": text("What the step builds and why, for people; not part of the cache key."),
             "sources": names("Files from sources.lock, unpacked into the build directory in this order."),
-            "patches": names("Files under patches/STEP/, applied in this order in the workdir."),
+            "patches": {
+                "type": "array",
+                "description": "Files under patches/STEP/, applied in this order in the workdir; \
+                    each may give the reason it is applied, which the book shows.",
+                "items": {
+                    "oneOf": [
+                        { "type": "string" },
+                        {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["file", "reason"],
+                            "properties": {
+                                "file": text("The patch's file name under patches/STEP/."),
+                                "reason": text("Why the patch is applied, for people; not part of the cache key.")
+                            }
+                        }
+                    ]
+                }
+            },
             "files": names("Files under files/STEP/, copied into the top of the build directory."),
             "workdir": text("Where the phases start, relative to the build directory (`.` is the build directory)."),
             "env": {

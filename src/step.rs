@@ -16,11 +16,11 @@ use crate::yaml;
 struct RawStep {
     name: Spanned<String>,
     version: String,
-    description: String,
+    description: Spanned<String>,
     #[serde(default)]
     sources: Vec<Spanned<String>>,
     #[serde(default)]
-    patches: Vec<Spanned<String>>,
+    patches: Vec<Spanned<RawPatch>>,
     #[serde(default)]
     files: Vec<Spanned<String>>,
     #[serde(default)]
@@ -38,6 +38,43 @@ struct RawStep {
     timeout: Option<u64>,
     #[serde(default)]
     kexec: Option<Spanned<Kexec>>,
+}
+
+/// A patch, by file name, or with the reason it is applied (which the book
+/// shows beside it, and which is prose: it is not part of the cache key).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }"
+)]
+enum RawPatch {
+    File(String),
+    WithReason(PatchWithReason),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchWithReason {
+    file: String,
+    reason: String,
+}
+
+impl RawPatch {
+    fn file(&self) -> &str {
+        match self {
+            RawPatch::File(file) => file,
+            RawPatch::WithReason(p) => &p.file,
+        }
+    }
+}
+
+/// Where a step file explains itself, for the book and `book --check`: the
+/// line of its description, and each patch's stated reason with the line of
+/// its entry.
+#[derive(Debug, Clone, Default)]
+pub struct Prose {
+    pub description_line: Option<u64>,
+    pub patch_reasons: Vec<(Option<String>, Option<u64>)>,
 }
 
 /// A kexec step builds nothing: in the guest of a VM stage it loads another
@@ -108,6 +145,7 @@ pub struct ProjectFile {
 pub struct Step {
     pub path: PathBuf,
     pub description: String,
+    pub prose: Prose,
     pub definition: Definition,
     pub patches: Vec<ProjectFile>,
     /// Copied into the top of the build directory before the phases run.
@@ -205,6 +243,15 @@ impl Step {
             sources.push(source.value.clone());
         }
 
+        let patch_names: Vec<Spanned<String>> = raw
+            .patches
+            .iter()
+            .map(|p| Spanned {
+                value: p.value.file().to_string(),
+                referenced: p.referenced,
+                defined: p.defined,
+            })
+            .collect();
         let project_files =
             |kind: &str, dir: &str, names: &[Spanned<String>]| -> Result<Vec<ProjectFile>> {
                 names
@@ -232,7 +279,7 @@ impl Step {
                     })
                     .collect()
             };
-        let patches = project_files("patch", "patches", &raw.patches)?;
+        let patches = project_files("patch", "patches", &patch_names)?;
         let files = project_files("file", "files", &raw.files)?;
 
         // `.` is the build directory itself, the same as no workdir.
@@ -283,14 +330,29 @@ impl Step {
             }
         }
 
+        let prose = Prose {
+            description_line: yaml::line_of(&raw.description),
+            patch_reasons: raw
+                .patches
+                .iter()
+                .map(|p| {
+                    let reason = match &p.value {
+                        RawPatch::File(_) => None,
+                        RawPatch::WithReason(p) => Some(p.reason.clone()),
+                    };
+                    (reason, yaml::line_of(p))
+                })
+                .collect(),
+        };
         Ok(Step {
             path: path.to_path_buf(),
-            description: raw.description,
+            description: raw.description.value,
+            prose,
             definition: Definition {
                 name: raw.name.value,
                 version: raw.version,
                 sources,
-                patches: raw.patches.into_iter().map(|p| p.value).collect(),
+                patches: patch_names.into_iter().map(|p| p.value).collect(),
                 files: raw.files.into_iter().map(|f| f.value).collect(),
                 workdir,
                 env,

@@ -2,6 +2,8 @@
 //! these are ignored by a plain `cargo test`; `scripts/test.sh` (and CI) runs
 //! them with `--include-ignored`. They share one uninterrupted build.
 
+#[path = "demo/book.rs"]
+mod book;
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,9 +2,11 @@
 //! byte, a unified diff for text, the member list for archives, and the
 //! sections whose bytes differ for ELF files.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+use crate::elf;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detail {
     Text {
@@ -31,7 +33,7 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<u64> {
 }
 
 pub fn detail(path: &str, a: &[u8], b: &[u8]) -> Detail {
-    if let (Some(x), Some(y)) = (elf_sections(a), elf_sections(b)) {
+    if let (Some(x), Some(y)) = (elf::sections(a), elf::sections(b)) {
         let mut sections: Vec<String> = x
             .iter()
             .filter(|(name, bytes)| {
@@ -118,64 +120,6 @@ fn tar_members(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     Some(members)
 }
 
-/// Section names and contents of a 64- or 32-bit little-endian ELF file.
-fn elf_sections(data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    if data.get(..4)? != b"\x7fELF" || data[5] != 1 {
-        return None;
-    }
-    let wide = data[4] == 2;
-    let num = |at: usize, len: usize| -> Option<u64> {
-        let bytes = data.get(at..at + len)?;
-        Some(
-            bytes
-                .iter()
-                .rev()
-                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
-        )
-    };
-    let (shoff, shentsize, shnum, shstrndx) = if wide {
-        (num(0x28, 8)?, num(0x3a, 2)?, num(0x3c, 2)?, num(0x3e, 2)?)
-    } else {
-        (num(0x20, 4)?, num(0x2e, 2)?, num(0x30, 2)?, num(0x32, 2)?)
-    };
-    let section = |i: u64| -> Option<(u64, u64, u64, u64)> {
-        let at = (shoff + i * shentsize) as usize;
-        if wide {
-            Some((
-                num(at, 4)?,
-                num(at + 4, 4)?,
-                num(at + 0x18, 8)?,
-                num(at + 0x20, 8)?,
-            ))
-        } else {
-            Some((
-                num(at, 4)?,
-                num(at + 4, 4)?,
-                num(at + 0x10, 4)?,
-                num(at + 0x14, 4)?,
-            ))
-        }
-    };
-    let (_, _, str_off, str_size) = section(shstrndx)?;
-    let names = data.get(str_off as usize..(str_off + str_size) as usize)?;
-    let mut out = Vec::new();
-    for i in 1..shnum {
-        let (name_at, kind, offset, size) = section(i)?;
-        let name_bytes = names.get(name_at as usize..)?;
-        let end = name_bytes.iter().position(|&b| b == 0)?;
-        let name = String::from_utf8_lossy(&name_bytes[..end]).into_owned();
-        // SHT_NOBITS (.bss) has no bytes in the file.
-        let body = if kind == 8 {
-            Vec::new()
-        } else {
-            data.get(offset as usize..(offset + size) as usize)?
-                .to_vec()
-        };
-        out.push((name, body));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +181,7 @@ mod tests {
     #[test]
     fn elf_sections_that_differ_are_named() {
         let exe = std::fs::read("/proc/self/exe").unwrap();
-        let sections = elf_sections(&exe).unwrap();
+        let sections = elf::sections(&exe).unwrap();
         assert!(sections.iter().any(|(n, _)| n == ".text"));
         let text = sections.iter().find(|(n, _)| n == ".text").unwrap();
         let at = exe.windows(64).position(|w| w == &text.1[..64]).unwrap();

@@ -9,7 +9,7 @@ pub mod report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Plan;
 use crate::error::{Error, IoContext, Result};
@@ -27,7 +27,7 @@ use inspect::Detail;
 /// Files larger than this get a first differing offset but no detail.
 const DETAIL_LIMIT: usize = 8 << 20;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileDiff {
     pub path: String,
     /// What differs, in words.
@@ -42,7 +42,7 @@ pub struct FileDiff {
     pub detail: Option<Detail>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepAudit {
     pub id: String,
     pub stage: String,
@@ -56,7 +56,7 @@ pub struct StepAudit {
     pub files: Vec<FileDiff>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditReport {
     pub target: String,
     /// How the rebuild's environment differed from the original build's.

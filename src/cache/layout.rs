@@ -148,6 +148,7 @@ mod tests {
                 },
                 manifest_sha256: String::new(),
                 extras: Default::default(),
+                built: None,
             },
             manifest,
             signed: None,

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod book;
 mod cache;
 mod init;
 mod lock;
@@ -81,6 +82,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Cache(command) => cache::run(&paths, cli.cache.as_deref(), command),
+        Command::Book(args) => book::book(&paths, args),
+        Command::Explain(args) => book::explain(&paths, args),
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;

@@ -24,19 +24,27 @@ const GUEST_DIR: &str = "/build/.stagebuild/kexec";
 pub fn prepare(job: &StepJob, hop: &Kexec, meta: &Path) -> Result<String> {
     let dir = meta.join("kexec");
     fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-    let mut load = format!("kexec -l {GUEST_DIR}/kernel");
     copy(&earlier_file(job, &hop.kernel)?, &dir.join("kernel"))?;
     if let Some(initrd) = &hop.initrd {
         copy(&earlier_file(job, initrd)?, &dir.join("initrd"))?;
-        load.push_str(&format!(" --initrd={GUEST_DIR}/initrd"));
     }
-    let append = command_line(&hop.append);
-    load.push_str(&format!(" --append='{}'", append.replace('\'', "'\\''")));
+    let load = load_command(hop);
     Ok(format!(
         "set -e\necho '=== stagebuild: kexec ==='\necho 'running:' $(uname -m) $(uname -r)\n\
          echo 'loading {kernel}'\nset -x\n{load}\n",
         kernel = hop.kernel
     ))
+}
+
+/// The command that loads the hop's kernel in the guest.
+pub fn load_command(hop: &Kexec) -> String {
+    let mut load = format!("kexec -l {GUEST_DIR}/kernel");
+    if hop.initrd.is_some() {
+        load.push_str(&format!(" --initrd={GUEST_DIR}/initrd"));
+    }
+    let append = command_line(&hop.append);
+    load.push_str(&format!(" --append='{}'", append.replace('\'', "'\\''")));
+    load
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -360,29 +360,7 @@ impl VmRunner {
             None => step.script(),
         };
         fs::write(meta.join("step.sh"), script).io_context(|| "writing the step's script")?;
-        let mut env: BTreeMap<String, String> = [
-            ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
-            ("HOME", "/build".to_string()),
-            ("TZ", "UTC".to_string()),
-            ("LC_ALL", "C".to_string()),
-            ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
-            ("OUT", "/stagebuild/out".to_string()),
-            ("JOBS", "1".to_string()),
-            (
-                "STAGEBUILD_WORKDIR",
-                Path::new("/build")
-                    .join(step.definition.workdir.as_deref().unwrap_or(""))
-                    .display()
-                    .to_string(),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        if let Some(pass) = job.planned.chain_step.pass {
-            env.insert("PASS".into(), pass.to_string());
-        }
-        env.extend(step.definition.env.clone());
+        let env = guest_env(job);
         let exports: String = env
             .iter()
             .map(|(k, v)| format!("export {k}={}\n", quoted(v)))
@@ -400,6 +378,36 @@ impl VmRunner {
             .io_context(|| format!("writing {}", tar_path.display()))?;
         Ok(tar_path)
     }
+}
+
+/// The environment of a step in the guest (the agent exports it before the
+/// step's script).
+pub fn guest_env(job: &StepJob) -> BTreeMap<String, String> {
+    let step = &job.planned.chain_step.step;
+    let mut env: BTreeMap<String, String> = [
+        ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
+        ("HOME", "/build".to_string()),
+        ("TZ", "UTC".to_string()),
+        ("LC_ALL", "C".to_string()),
+        ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
+        ("OUT", "/stagebuild/out".to_string()),
+        ("JOBS", "1".to_string()),
+        (
+            "STAGEBUILD_WORKDIR",
+            Path::new("/build")
+                .join(step.definition.workdir.as_deref().unwrap_or(""))
+                .display()
+                .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(pass) = job.planned.chain_step.pass {
+        env.insert("PASS".into(), pass.to_string());
+    }
+    env.extend(step.definition.env.clone());
+    env
 }
 
 /// The outputs a guest's base disk holds: those of the steps before it ran.
@@ -422,7 +430,7 @@ fn previous_in_machine<'a>(earlier: &'a [Earlier], settings: &VmSettings) -> Opt
 /// The kernel command line: the console stagebuild reads, then the target's.
 /// Not `quiet`: the console log is a file, and a panic's backtrace is what
 /// its last lines are shown for.
-pub(super) fn command_line(append: &str) -> String {
+pub fn command_line(append: &str) -> String {
     format!("console=ttyS0 panic=-1 {append}")
         .trim_end()
         .to_string()
