@@ -304,11 +304,10 @@ fn sigint_stops_the_step_and_says_how_to_resume() {
         "{stderr}"
     );
     assert!(stderr.contains("run --target t --resume"), "{stderr}");
-    assert!(
-        processes_with(marker).is_empty(),
-        "{:?}",
-        processes_with(marker)
-    );
+    // The step's processes run in their own session in the sandbox's PID
+    // namespace: they die with its init, which the kernel finishes tearing
+    // down on its own time (under load, just after stagebuild has exited).
+    wait_gone(marker);
     f.cmd()
         .args(["run", "--target", "t", "--resume"])
         .assert()
