@@ -11,6 +11,7 @@ pub mod commands;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod faultpoint;
 pub mod fsutil;
 pub mod lock;
 pub mod manifest;
