@@ -267,6 +267,9 @@ impl Engine<'_> {
                             extras: Default::default(),
                         },
                     )?;
+                    // The record names the step only below: a kill here
+                    // leaves a checkpoint the record does not know.
+                    crate::faultpoint::reached("committed");
                     note_in_log(
                         &job.log,
                         &format!(
