@@ -288,6 +288,9 @@ impl Engine<'_> {
                             built: Some(built),
                         },
                     )?;
+                    // The record names the step only below: a kill here
+                    // leaves a checkpoint the record does not know.
+                    crate::faultpoint::reached("committed");
                     note_in_log(
                         &job.log,
                         &format!(

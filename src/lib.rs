@@ -15,6 +15,7 @@ pub mod digest;
 pub mod elf;
 pub mod engine;
 pub mod error;
+pub mod faultpoint;
 pub mod fsutil;
 pub mod lock;
 pub mod logs;

@@ -740,3 +740,39 @@ fn a_full_disk_fails_the_commit_cleanly_and_resume_finishes_after_space_is_freed
         );
     assert_eq!(manifests(&f.state(), "t").len(), 2);
 }
+
+/// A kill just after a step's checkpoint is renamed into place and before
+/// the target's record names it: the record lags, and the resume still
+/// restores the step rather than building it again, because a checkpoint
+/// is found by its key. `STAGEBUILD_FAULT_PAUSE=committed` (a test hook,
+/// src/faultpoint.rs) stops stagebuild at that moment, which a random kill
+/// hits only by luck.
+#[test]
+fn a_kill_between_a_commit_and_the_record_keeps_the_checkpoint() {
+    let f = Fixture::tiny();
+    f.import_sources();
+    let mut run = f
+        .std_cmd()
+        .args(["run", "--target", "t"])
+        .env("STAGEBUILD_FAULT_PAUSE", "committed")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::kill_at_fault_point(&mut run);
+    let record = fs::read(f.state().join("targets/t.json")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&record).contains("hello"));
+    assert_eq!(
+        fs::read_dir(f.state().join("checkpoints")).unwrap().count(),
+        1
+    );
+
+    f.cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("[1/2] hello: restored from checkpoint")
+                .and(predicate::str::contains("[2/2] greet: built"))
+                .and(predicate::str::contains("warning").not()),
+        );
+}

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::vm::run_tool;
+use super::tool::{dies_with_stagebuild, run_tool};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
 
@@ -70,7 +70,10 @@ impl BaseDisks {
     fn make(&self, trees: &[PathBuf], agent: &Path, size_mib: u32) -> Result<String> {
         let scratch = self.dir.join("tmp");
         let root = scratch.join("rootfs");
-        fresh_dir(&root)?;
+        // All of it, not just the root: mke2fs writes into an image file it
+        // finds in place, so blocks it leaves alone would keep what a killed
+        // make left there.
+        fresh_dir(&scratch)?;
         for tree in trees {
             link_tree(tree, &root)?;
         }
@@ -138,7 +141,7 @@ impl BaseDisks {
 /// or read. A new file system hands out inodes in order, so those are the
 /// root directory and `FIRST_INODE` up to the used count.
 fn normalise_inodes(raw: &Path, scratch: &Path) -> Result<()> {
-    let output = Command::new("dumpe2fs")
+    let output = dies_with_stagebuild(&mut Command::new("dumpe2fs"))
         .arg("-h")
         .arg(raw)
         .output()
@@ -214,6 +217,36 @@ mod tests {
             .collect();
         assert_eq!(inodes, ["<2>", "<12>", "<13>"]);
         assert_eq!(commands.lines().count(), 15);
+    }
+
+    /// A make killed midway leaves its scratch image behind, and a tool that
+    /// outlived it may have gone on writing there (the bytes below stand
+    /// for that: no real tool does it on demand). The next make must not
+    /// carry any of it into the disk: the first guest step's checkpoint
+    /// recorded the clean disk's sha256, and a disk that differs would
+    /// throw away every guest checkpoint.
+    #[test]
+    fn a_make_after_a_killed_one_gives_the_same_disk() {
+        let scratch = tempfile::tempdir().unwrap();
+        let tree = scratch.path().join("tree");
+        fs::create_dir_all(tree.join("usr/bin")).unwrap();
+        fs::write(tree.join("usr/bin/tool"), "#!/bin/sh\necho tool\n").unwrap();
+        let agent = scratch.path().join("agent");
+        fs::write(&agent, "#!/bin/sh\n").unwrap();
+        let disks = BaseDisks::new(&scratch.path().join("state"));
+        let clean = disks
+            .ensure(None, std::slice::from_ref(&tree), &agent, 16)
+            .unwrap();
+        disks.clear().unwrap();
+
+        let leftovers = disks.dir.join("tmp");
+        fs::create_dir_all(leftovers.join("rootfs/half-linked")).unwrap();
+        fs::write(leftovers.join("base.raw"), vec![0x5a; 16 << 20]).unwrap();
+        fs::write(leftovers.join("base.qcow2"), b"half a qcow2").unwrap();
+        let again = disks
+            .ensure(Some(&clean), std::slice::from_ref(&tree), &agent, 16)
+            .unwrap();
+        assert_eq!(again, clean);
     }
 
     /// Two disks made from copies of one tree, made at different times and

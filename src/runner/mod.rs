@@ -5,6 +5,7 @@ pub mod basedisk;
 pub mod builddir;
 pub mod host;
 pub mod kexec;
+pub mod tool;
 pub mod vm;
 
 use std::path::PathBuf;

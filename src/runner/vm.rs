@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::basedisk::BaseDisks;
 use super::host::log_tail;
+use super::tool::run_tool;
 use super::{Cancel, Earlier, Runner, StepJob};
 use crate::buildtree;
 use crate::checkpoint::Checkpoint;
@@ -132,22 +133,6 @@ impl Drop for Qemu {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs a disk tool (mke2fs, qemu-img) and turns its failure into an error.
-pub(super) fn run_tool(cmd: &mut Command) -> Result<()> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .io_context(|| format!("running {program} (Debian: e2fsprogs, qemu-utils)"))?;
-    if !output.status.success() {
-        return Err(Error::Other(format!(
-            "{program} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// Single-quotes a value for the guest's shell.

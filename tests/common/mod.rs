@@ -224,3 +224,29 @@ pub fn first_sha256(lock: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// A process's state letter from /proc (`T` stopped, `Z` a zombie), or
+/// `None` once it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Waits until `child` has stopped itself at the fault point that
+/// `STAGEBUILD_FAULT_PAUSE` named (see src/faultpoint.rs), then SIGKILLs it.
+pub fn kill_at_fault_point(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while process_state(child.id()) != Some('T') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the fault point"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the fault point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
