@@ -211,12 +211,8 @@ impl Step {
                     .iter()
                     .map(|name| {
                         let file = &name.value;
-                        if file.contains('/') || file.starts_with('.') {
-                            return Err(bad(
-                                yaml::line_of(name),
-                                format!("{kind} {file:?} must be a plain file name"),
-                            ));
-                        }
+                        crate::names::plain_file_name(file)
+                            .map_err(|why| bad(yaml::line_of(name), format!("{kind} {why}")))?;
                         let path = project.join(dir).join(&raw.name.value).join(file);
                         let (sha256, _) = file_sha256(&path).map_err(|e| {
                             bad(
@@ -270,6 +266,14 @@ impl Step {
                         format!("env name {key:?} is not a variable name"),
                     ));
                 }
+            }
+            // The environment reaches the sandbox through execve, whose
+            // strings end at the first NUL.
+            if let Some(key) = env.iter().find(|(_, v)| v.contains('\0')).map(|(k, _)| k) {
+                return Err(bad(
+                    yaml::line_of(spanned),
+                    format!("env {key}: a value may not hold a NUL byte"),
+                ));
             }
         }
 

@@ -268,6 +268,9 @@ impl Target {
                         line,
                     },
                 };
+                // The name becomes a step file, a work directory and a log.
+                crate::names::identifier(&step_ref.step)
+                    .map_err(|why| bad(line, format!("step {why}")))?;
                 if step_ref.pass == Some(0) {
                     return Err(bad(line, "passes count from 1".into()));
                 }

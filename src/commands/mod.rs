@@ -128,6 +128,7 @@ struct Session {
 impl Session {
     fn open(paths: &Paths, choice: SandboxChoice, accel: AccelChoice) -> Result<Session> {
         let project = Project::open(&paths.project)?;
+        let state = StateDir::open(paths.state.clone())?;
         let accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Auto => Accel::Auto,
@@ -140,7 +141,7 @@ impl Session {
                 vm: VmRunner::new(project.agent_path(), accel, &paths.state),
             },
             project,
-            state: StateDir::new(paths.state.clone()),
+            state,
             mirror: Mirror::new(paths.mirror.clone()),
             reporter: report::for_stderr(),
             cancel: Cancel::on_signals()
@@ -207,7 +208,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
 
 fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
     let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let plan = Plan::load(
         &project,
         &state,
@@ -264,7 +265,7 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
 }
 
 fn status(paths: &Paths, args: &StatusArgs) -> Result<()> {
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let holder = state.holder();
     let targets = state.recorded_targets();
     let store = state.store();

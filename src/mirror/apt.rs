@@ -46,7 +46,10 @@ impl Fetcher for AptFetcher {
         } else {
             command.args(["source", "--download-only", "-q"]);
         }
+        // The lock checked package and version, and `--` keeps apt-get from
+        // ever reading them as options.
         let output = command
+            .arg("--")
             .arg(&attempt.locator)
             .current_dir(work.path())
             .stdin(std::process::Stdio::null())

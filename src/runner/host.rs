@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -221,19 +221,13 @@ fn stop_group(pgid: Pid, handle: &duct::Handle) {
 
 /// A fresh log for this attempt; the previous attempt's log is kept beside it.
 fn open_log(path: &Path) -> Result<fs::File> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    if path.exists() {
-        let previous = PathBuf::from(format!("{}.previous", path.display()));
-        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
-    }
-    fs::File::create(path).io_context(|| format!("creating {}", path.display()))
+    crate::statefs::keep_previous(path)?;
+    crate::statefs::create_new(path).io_context(|| format!("creating {}", path.display()))
 }
 
 /// The last `lines` lines of a log, indented.
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = fs::File::open(path) else {
+    let Ok(mut file) = crate::statefs::open_read(path) else {
         return String::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);

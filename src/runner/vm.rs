@@ -276,10 +276,10 @@ impl Runner for VmRunner {
             .io_context(|| format!("creating {}", out_disk.display()))?;
 
         let console = job.log.with_extension("console.log");
-        rotate(&console)?;
-        rotate(&job.log)?;
-        let mut log =
-            fs::File::create(&job.log).io_context(|| format!("creating {}", job.log.display()))?;
+        crate::statefs::keep_previous(&console)?;
+        crate::statefs::keep_previous(&job.log)?;
+        let mut log = crate::statefs::create_new(&job.log)
+            .io_context(|| format!("creating {}", job.log.display()))?;
         let accel = self.accelerator(&kernel, &job.work);
         writeln!(
             log,
@@ -446,17 +446,6 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
 }
 
 /// Keeps the previous attempt's file beside the new one.
-fn rotate(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    if path.exists() {
-        let previous = PathBuf::from(format!("{}.previous", path.display()));
-        fs::rename(path, &previous).io_context(|| format!("keeping {}", previous.display()))?;
-    }
-    Ok(())
-}
-
 struct Guest<'a> {
     id: &'a str,
     console: PathBuf,
