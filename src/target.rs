@@ -120,11 +120,17 @@ fn default_step_timeout() -> u64 {
 }
 
 impl VmSettings {
-    /// `STEP:PATH` split in two.
+    /// `STEP:PATH` split in two. PATH stays inside the step's output: it is
+    /// relative, without `..`.
     pub fn file_ref(value: &str) -> Option<(&str, &str)> {
-        value
-            .split_once(':')
-            .filter(|(s, p)| !s.is_empty() && !p.is_empty() && !p.starts_with('/'))
+        value.split_once(':').filter(|(s, p)| {
+            !s.is_empty()
+                && !p.is_empty()
+                && !p.contains('\0')
+                && Path::new(p)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
     }
 }
 

@@ -37,8 +37,32 @@ fn refused(message: impl Into<String>) -> Expect {
 /// directory) and returns the arguments of the command that meets it.
 type Setup = Box<dyn Fn(&Fixture, &Path) -> Vec<String>>;
 
+/// Runs every case, then fails naming each that went wrong.
 fn run_cases(cases: Vec<(&str, Setup, Expect)>) {
+    let mut failed = Vec::new();
     for (name, setup, expect) in cases {
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_case(name, &setup, &expect)
+        }));
+        if let Err(panic) = checked {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+fn run_case(name: &str, setup: &Setup, expect: &Expect) {
+    {
         let f = Fixture::tiny();
         f.import_sources();
         let mut canary = Canary::plant(f.root());

@@ -442,6 +442,15 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
             "{reference}: {step}'s output has no {path}"
         )));
     }
+    // A link in a step's output must not hand qemu a file of the host.
+    let inside = fs::canonicalize(&file)
+        .and_then(|f| Ok(f.starts_with(fs::canonicalize(earlier.tree())?)))
+        .unwrap_or(false);
+    if !inside {
+        return Err(Error::Other(format!(
+            "{reference}: {path} leads out of {step}'s output"
+        )));
+    }
     Ok(file)
 }
 
