@@ -233,7 +233,8 @@ impl Step {
 
         if let Some(workdir) = &raw.workdir {
             let w = Path::new(&workdir.value);
-            if w.is_absolute()
+            if w.as_os_str().is_empty()
+                || w.is_absolute()
                 || w.components()
                     .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {

@@ -172,6 +172,20 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
             refused("steps/greet.yaml:7: file \"/"),
         ),
         (
+            // Found by the step_parser property: it passed, and joined to
+            // the build directory as the directory itself.
+            "an empty workdir",
+            Box::new(|f, _| {
+                let step = fs::read_to_string(f.project().join("steps/hello.yaml")).unwrap();
+                f.write(
+                    "steps/hello.yaml",
+                    step.replace("workdir: hello-1.0", "workdir: \"\""),
+                );
+                args(&["run", "--target", "t"])
+            }),
+            refused("steps/hello.yaml:5: workdir \"\" must be a relative path"),
+        ),
+        (
             "a patch named -p0",
             Box::new(|f, _| {
                 let step = fs::read_to_string(f.project().join("steps/greet.yaml")).unwrap();
