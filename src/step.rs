@@ -181,6 +181,9 @@ impl Step {
                         ));
                     }
                 }
+                if kexec.value.append.contains('\0') {
+                    return Err(bad(line, "append may not hold a NUL byte".into()));
+                }
             }
         }
 
@@ -233,7 +236,10 @@ impl Step {
 
         if let Some(workdir) = &raw.workdir {
             let w = Path::new(&workdir.value);
+            // A NUL or control byte would fail the sandbox's chdir later,
+            // without file:line.
             if w.as_os_str().is_empty()
+                || workdir.value.bytes().any(|b| b < 0x20 || b == 0x7f)
                 || w.is_absolute()
                 || w.components()
                     .any(|c| !matches!(c, std::path::Component::Normal(_)))

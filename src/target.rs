@@ -318,6 +318,10 @@ impl Target {
                             ));
                         }
                     }
+                    // The kernel command line is one argument of qemu's.
+                    if vm.value.append.contains('\0') {
+                        return Err(bad(line, "append may not hold a NUL byte".into()));
+                    }
                     let mut vm = vm.value;
                     vm.machine = stage.name.clone();
                     Some(vm)

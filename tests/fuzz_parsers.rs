@@ -76,6 +76,12 @@ where
         runs.load(Ordering::Relaxed),
         failures.len()
     );
+    let mut kinds: Vec<&str> = failures.iter().filter_map(|f| f.lines().next()).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        println!("fuzz {name}: found {kind}");
+    }
     assert!(
         failures.is_empty(),
         "{name}: {} failures; the first:\n{}",
@@ -315,7 +321,9 @@ fn fuzz_step_parser() {
                     check(f.path.starts_with(&project), || format!("{:?}", f.path))?;
                 }
                 if let Some(w) = &d.workdir {
-                    check(stays_inside(w), || format!("workdir {w:?}"))?;
+                    check(stays_inside(w) && !w.contains(['\n', '\r']), || {
+                        format!("workdir {w:?}")
+                    })?;
                 }
                 for (k, v) in &d.env {
                     check(!k.contains('\0') && !v.contains('\0'), || {
@@ -326,6 +334,9 @@ fn fuzz_step_parser() {
                     check(lock.get(s).is_some(), || format!("source {s:?}"))?;
                 }
                 if let Some(k) = &d.kexec {
+                    check(!k.append.contains('\0'), || {
+                        format!("append {:?}", k.append)
+                    })?;
                     for file in k.files() {
                         let (_, p) = stagebuild::target::VmSettings::file_ref(file).unwrap();
                         check(stays_inside(p), || format!("kexec {file:?}"))?;
@@ -361,6 +372,9 @@ fn fuzz_target_parser_and_chain() {
                     check(names::identifier(&step.step).is_ok(), || step.step.clone())?;
                 }
                 for vm in target.stages.iter().filter_map(|s| s.vm.as_ref()) {
+                    check(!vm.append.contains('\0'), || {
+                        format!("append {:?}", vm.append)
+                    })?;
                     for file in std::iter::once(&vm.kernel).chain(&vm.initrd) {
                         let (_, p) = stagebuild::target::VmSettings::file_ref(file).unwrap();
                         check(stays_inside(p), || format!("vm file {file:?}"))?;

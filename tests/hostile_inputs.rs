@@ -186,6 +186,19 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
             refused("steps/hello.yaml:5: workdir \"\" must be a relative path"),
         ),
         (
+            // Found by the step_parser property, as the empty one was.
+            "a workdir with a NUL",
+            Box::new(|f, _| {
+                let step = fs::read_to_string(f.project().join("steps/hello.yaml")).unwrap();
+                f.write(
+                    "steps/hello.yaml",
+                    step.replace("workdir: hello-1.0", "workdir: \"hello\\0\""),
+                );
+                args(&["run", "--target", "t"])
+            }),
+            refused("steps/hello.yaml:5: workdir \"hello\\0\" must be a relative path"),
+        ),
+        (
             "a patch named -p0",
             Box::new(|f, _| {
                 let step = fs::read_to_string(f.project().join("steps/greet.yaml")).unwrap();
