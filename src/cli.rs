@@ -102,7 +102,7 @@ pub enum SchemaKind {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// The target, a file under steps/targets/.
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = target_name)]
     pub target: String,
     /// Override a config variable of the target: --set arch=i686.
     #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
@@ -206,7 +206,7 @@ pub enum MirrorCommand {
     /// Re-hash every file; report missing, corrupt and unreferenced files.
     Verify {
         /// Only the sources of this target.
-        #[arg(long, short)]
+        #[arg(long, short, value_parser = target_name)]
         target: Option<String>,
         #[arg(long)]
         json: bool,
@@ -219,7 +219,7 @@ pub enum MirrorCommand {
     /// Write the mirror's files (all, or a target's) to one tar with a manifest, for an air gap.
     Pack {
         out: PathBuf,
-        #[arg(long, short)]
+        #[arg(long, short, value_parser = target_name)]
         target: Option<String>,
     },
     /// Verify and adopt every file of a pack made by `mirror pack`.
@@ -255,7 +255,7 @@ pub struct FetchArgs {
 pub enum LockCommand {
     /// Record a completed run's output manifests in steps/targets/TARGET.outputs.
     Outputs {
-        #[arg(long, short)]
+        #[arg(long, short, value_parser = target_name)]
         target: String,
     },
     /// Pin a file: compute its sha256 and size and add it to sources.lock (and the mirror).
@@ -313,4 +313,10 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected VAR=VALUE, got {s:?}"))
+}
+
+/// A target name becomes a file name in the project and the state
+/// directory, so it is a plain name, never a path.
+fn target_name(s: &str) -> Result<String, String> {
+    crate::names::identifier(s).map(|()| s.to_string())
 }

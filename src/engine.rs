@@ -353,7 +353,7 @@ impl Engine<'_> {
 /// to extend it does not fail the step.
 fn note_in_log(log: &std::path::Path, line: &str) {
     use std::io::Write;
-    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(log) {
+    if let Ok(mut file) = crate::statefs::open_append(log) {
         let _ = writeln!(file, "{line}");
     }
 }

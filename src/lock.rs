@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::digest::is_sha256_hex;
-use crate::error::{Error, Result};
-use crate::yaml;
+use crate::error::{Error, IoContext, Result};
+use crate::{names, yaml};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +77,13 @@ pub struct Lock {
 
 impl Lock {
     pub fn load(path: &Path) -> Result<Self> {
-        let file: LockFile = yaml::read(path)?;
+        let bytes = std::fs::read(path).io_context(|| format!("reading {}", path.display()))?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses lock text as if it were the file at `path`, which errors name.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let file: LockFile = yaml::parse(path, bytes)?;
         if file.version.value != 1 {
             return Err(Error::input(
                 path,
@@ -93,12 +99,7 @@ impl Lock {
             let line = yaml::line_of(&spanned);
             let raw = spanned.value;
             let bad = |message: String| Error::input(path, line, message);
-            if raw.name.is_empty() || raw.name.contains('/') || raw.name.starts_with('.') {
-                return Err(bad(format!(
-                    "source name {:?} must be a plain file name",
-                    raw.name
-                )));
-            }
+            names::plain_file_name(&raw.name).map_err(|why| bad(format!("source name {why}")))?;
             if !is_sha256_hex(&raw.sha256) {
                 return Err(bad(format!(
                     "{}: sha256 must be 64 lowercase hex digits, got {:?} ({} characters)",
@@ -125,6 +126,7 @@ impl Lock {
                             raw.name
                         )));
                     }
+                    names::git_url(&url).map_err(|why| bad(format!("{}: {why}", raw.name)))?;
                     Some(GitSource { url, commit })
                 }
                 _ => return Err(bad(format!("{}: git and commit go together", raw.name))),
@@ -135,8 +137,14 @@ impl Lock {
                     raw.name
                 )));
             }
-            if let Some(url) = raw.urls.iter().find(|u| !u.contains("://")) {
-                return Err(bad(format!("{}: {url:?} is not a URL", raw.name)));
+            for url in &raw.urls {
+                names::download_url(url).map_err(|why| bad(format!("{}: {why}", raw.name)))?;
+            }
+            if let Some(apt) = &raw.apt {
+                names::apt_package(&apt.package)
+                    .and_then(|()| names::apt_version(&apt.version))
+                    .and_then(|()| names::plain_file_name(&apt.file))
+                    .map_err(|why| bad(format!("{}: {why}", raw.name)))?;
             }
             let entry = LockEntry {
                 name: raw.name,
@@ -200,13 +208,6 @@ mod tests {
             "{e}"
         );
     }
-}
-
-/// The text of a new entry, to append to a lock file.
-pub fn entry_text(name: &str, sha256: &str, size: u64, url: &str) -> String {
-    format!(
-        "\n  - name: {name}\n    sha256: {sha256}\n    size: {size}\n    urls:\n      - {url}\n"
-    )
 }
 
 /// Rewrites the sha256 and size of the entry that starts at `line` (1-based,

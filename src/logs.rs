@@ -19,7 +19,8 @@ pub const HISTORY: &str = "history";
 pub fn keep_earlier(path: &Path) -> Result<()> {
     let dir = path.parent().expect("a log is in a directory");
     fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
-    if !path.exists() {
+    // A link is moved aside like a file (rename never follows it).
+    if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("log");

@@ -8,6 +8,10 @@
 //! f 0644 <sha256> usr/lib/libc.a
 //! l 0777 - lib/ld.so -> libc.so
 //! ```
+//!
+//! A name is written so that it cannot break its line: a space, a control
+//! byte, a backslash and a byte that is not UTF-8 are escaped as `\xHH` (a
+//! backslash as `\\`), so a name never holds a newline, a CR or ` -> `.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +31,8 @@ pub fn render(target: &str, steps: &[(String, Vec<Entry>)]) -> String {
     let mut out = format!(
         "# Expected outputs of target {target}, one section per step.\n\
          # Written by `stagebuild lock outputs --target {target}` (or `run --update-checksums`);\n\
-         # `run` checks every step against its section and fails with exit code 3 on a difference.\n"
+         # `run` checks every step against its section and fails with exit code 3 on a difference.\n\
+         # In names, \\xHH is a space, control or non-UTF-8 byte, and \\\\ a backslash.\n"
     );
     for (step, manifest) in steps {
         let _ = writeln!(out, "== step {step}");
@@ -38,9 +43,14 @@ pub fn render(target: &str, steps: &[(String, Vec<Entry>)]) -> String {
                 FileKind::Symlink => 'l',
             };
             let sha = e.sha256.as_deref().unwrap_or("-");
-            let _ = write!(out, "{kind} {:04o} {sha} {}", e.mode, e.path);
+            let _ = write!(
+                out,
+                "{kind} {:04o} {sha} {}",
+                e.mode,
+                escape(e.path.as_bytes())
+            );
             if let Some(link) = &e.link {
-                let _ = write!(out, " -> {link}");
+                let _ = write!(out, " -> {}", escape(link.as_bytes()));
             }
             out.push('\n');
         }
@@ -99,12 +109,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Records> {
             (_, s) => return Err(bad(&format!("only files have a sha256, got {s:?}"))),
         };
         let (file, link) = match (kind, rest.split_once(" -> ")) {
-            (FileKind::Symlink, Some((file, link))) => (file, Some(link.to_string())),
+            (FileKind::Symlink, Some((file, link))) => (file, Some(link)),
             (FileKind::Symlink, None) => return Err(bad("a link needs ` -> TARGET`")),
             _ => (rest, None),
         };
+        let text = |escaped: &str| {
+            unescape(escaped)
+                .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()))
+                .map_err(|why| bad(&format!("name {escaped:?}: {why}")))
+        };
+        let link = link.map(text).transpose()?;
         steps.get_mut(step).expect("section exists").insert(
-            file.to_string(),
+            text(file)?,
             Recorded {
                 kind,
                 mode,
@@ -126,6 +142,60 @@ pub fn load(path: &Path) -> Result<Option<Records>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).io_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// A name as the outputs file writes it: printable UTF-8 as it is; a space,
+/// a control byte, a backslash or a byte that is not UTF-8 escaped.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c <= ' ' || c == '\x7f' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// The bytes of an escaped name; the reverse of [`escape`].
+pub fn unescape(text: &str) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b <= b' ' || b == 0x7f {
+            return Err("a space or control character must be escaped".into());
+        }
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'x', hi, lo, tail @ ..] => {
+                let digit = |d: u8| (d as char).to_digit(16);
+                let (Some(hi), Some(lo)) = (digit(*hi), digit(*lo)) else {
+                    return Err("a \\x escape needs two hex digits".into());
+                };
+                let hex = (hi * 16 + lo) as u8;
+                out.push(hex);
+                rest = tail;
+            }
+            _ => return Err("a backslash starts \\\\ or \\xHH".into()),
+        }
+    }
+    Ok(out)
 }
 
 /// The files whose recorded entry differs from the manifest, with why.
@@ -212,5 +282,50 @@ mod tests {
             e,
             "t.outputs:2: sha256 \"xyz\" is not 64 lowercase hex digits"
         );
+    }
+
+    #[test]
+    fn hostile_names_round_trip_and_cannot_forge_a_line() {
+        let names: Vec<Vec<u8>> = vec![
+            b"a\n== step forged\nf 0644 x y".to_vec(),
+            b"trailing-cr\r".to_vec(),
+            b"a -> b".to_vec(),
+            b"#not-a-comment".to_vec(),
+            b" lead and trail ".to_vec(),
+            b"quotes \"'`".to_vec(),
+            b"back\\slash\\x41".to_vec(),
+            b"\x00nul\x7f\x1b[31m".to_vec(),
+            b"caf\xc3\xa9 \xe2\x86\x92".to_vec(),
+        ];
+        for name in &names {
+            let escaped = escape(name);
+            assert!(!escaped.contains([' ', '\n', '\r']), "{escaped:?}");
+            assert_eq!(&unescape(&escaped).unwrap(), name, "{escaped:?}");
+        }
+        for bytes in [&b"\xff\xfe"[..], b"ok\x80", b"\xc3"] {
+            assert_eq!(unescape(&escape(bytes)).unwrap(), bytes);
+        }
+        let text_names: Vec<String> = names
+            .iter()
+            .map(|n| String::from_utf8(n.clone()).unwrap())
+            .collect();
+        let manifest: Vec<Entry> = text_names
+            .iter()
+            .map(|n| Entry {
+                path: n.clone(),
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                size: None,
+                sha256: None,
+                link: Some(n.clone()),
+            })
+            .collect();
+        let text = render("t", &[("s".into(), manifest.clone())]);
+        let records = parse(Path::new("t.outputs"), &text).unwrap();
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["s"], "{text}");
+        assert!(differences(&records["s"], &manifest).is_empty(), "{text}");
+        for bad in ["== step s\nd 0755 - a\\q\n", "== step s\nd 0755 - a\\x4\n"] {
+            assert!(parse(Path::new("t.outputs"), bad).is_err(), "{bad}");
+        }
     }
 }

@@ -58,6 +58,8 @@ impl Project {
 
     /// Loads a target and every step file it uses, and resolves the chain.
     pub fn chain(&self, target: &str, overrides: &[(String, String)]) -> Result<Chain> {
+        // It becomes a record, a log directory and an outputs file.
+        crate::names::identifier(target).map_err(|why| Error::Usage(format!("target {why}")))?;
         let path = self.target_path(target);
         if !path.exists() {
             return Err(Error::Usage(format!(

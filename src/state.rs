@@ -35,6 +35,13 @@ impl StateDir {
         StateDir { root }
     }
 
+    /// The state directory at `root`, once its structure is checked: no
+    /// links, every part of its type (see [`crate::statefs`]).
+    pub fn open(root: PathBuf) -> Result<Self> {
+        crate::statefs::check_layout(&root)?;
+        Ok(StateDir { root })
+    }
+
     pub fn store(&self) -> Store {
         Store::new(self.root.join("checkpoints"), self.tmp())
     }
@@ -94,13 +101,8 @@ impl StateDir {
         fs::create_dir_all(&self.root)
             .io_context(|| format!("creating {}", self.root.display()))?;
         let path = self.root.join("lock");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .io_context(|| format!("opening {}", path.display()))?;
+        let file =
+            crate::statefs::open_rw(&path).io_context(|| format!("opening {}", path.display()))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 lock.set_len(0)
@@ -109,7 +111,7 @@ impl StateDir {
                 Ok(RunLock { _lock: lock })
             }
             Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = read_holder(&path);
                 Err(Error::Usage(format!(
                     "the state directory {} is in use by {}; wait for it to finish (`stagebuild status` works meanwhile)",
                     self.root.display(),
@@ -127,15 +129,10 @@ impl StateDir {
     /// for longer than the test.
     pub fn holder(&self) -> Option<String> {
         let path = self.root.join("lock");
-        let file = fs::File::open(&path).ok()?;
+        let file = crate::statefs::open_read(&path).ok()?;
         match Flock::lock(file, FlockArg::LockSharedNonblock) {
             Ok(_released_on_drop) => None,
-            Err(_) => Some(
-                fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            ),
+            Err(_) => Some(read_holder(&path).trim().to_string()),
         }
     }
 
@@ -155,4 +152,13 @@ impl StateDir {
         names.sort();
         names.iter().filter_map(|n| self.record(n).ok()).collect()
     }
+}
+
+/// What the run lock says of its holder, read without following a link.
+fn read_holder(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    if let Ok(file) = crate::statefs::open_read(path) {
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(file, 4096), &mut text);
+    }
+    text
 }

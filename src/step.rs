@@ -219,6 +219,9 @@ impl Step {
                         ));
                     }
                 }
+                if kexec.value.append.contains('\0') {
+                    return Err(bad(line, "append may not hold a NUL byte".into()));
+                }
             }
         }
 
@@ -258,12 +261,8 @@ impl Step {
                     .iter()
                     .map(|name| {
                         let file = &name.value;
-                        if file.contains('/') || file.starts_with('.') {
-                            return Err(bad(
-                                yaml::line_of(name),
-                                format!("{kind} {file:?} must be a plain file name"),
-                            ));
-                        }
+                        crate::names::plain_file_name(file)
+                            .map_err(|why| bad(yaml::line_of(name), format!("{kind} {why}")))?;
                         let path = project.join(dir).join(&raw.name.value).join(file);
                         let (sha256, _) = file_sha256(&path).map_err(|e| {
                             bad(
@@ -288,7 +287,13 @@ impl Step {
             Some(spanned) => {
                 use std::path::Component::{CurDir, Normal};
                 let w = Path::new(&spanned.value);
-                if w.is_absolute() || !w.components().all(|c| matches!(c, Normal(_) | CurDir)) {
+                // A NUL or control byte would fail the sandbox's chdir later,
+                // without file:line.
+                if w.as_os_str().is_empty()
+                    || spanned.value.bytes().any(|b| b < 0x20 || b == 0x7f)
+                    || w.is_absolute()
+                    || !w.components().all(|c| matches!(c, Normal(_) | CurDir))
+                {
                     return Err(bad(
                         yaml::line_of(spanned),
                         format!(
@@ -327,6 +332,14 @@ impl Step {
                         format!("env name {key:?} is not a variable name"),
                     ));
                 }
+            }
+            // The environment reaches the sandbox through execve, whose
+            // strings end at the first NUL.
+            if let Some(key) = env.iter().find(|(_, v)| v.contains('\0')).map(|(k, _)| k) {
+                return Err(bad(
+                    yaml::line_of(spanned),
+                    format!("env {key}: a value may not hold a NUL byte"),
+                ));
             }
         }
 

@@ -120,11 +120,17 @@ fn default_step_timeout() -> u64 {
 }
 
 impl VmSettings {
-    /// `STEP:PATH` split in two.
+    /// `STEP:PATH` split in two. PATH stays inside the step's output: it is
+    /// relative, without `..`.
     pub fn file_ref(value: &str) -> Option<(&str, &str)> {
-        value
-            .split_once(':')
-            .filter(|(s, p)| !s.is_empty() && !p.is_empty() && !p.starts_with('/'))
+        value.split_once(':').filter(|(s, p)| {
+            !s.is_empty()
+                && !p.is_empty()
+                && !p.contains('\0')
+                && Path::new(p)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
     }
 }
 
@@ -268,6 +274,9 @@ impl Target {
                         line,
                     },
                 };
+                // The name becomes a step file, a work directory and a log.
+                crate::names::identifier(&step_ref.step)
+                    .map_err(|why| bad(line, format!("step {why}")))?;
                 if step_ref.pass == Some(0) {
                     return Err(bad(line, "passes count from 1".into()));
                 }
@@ -308,6 +317,10 @@ impl Target {
                                 format!("{file:?}: {step} is not a step of an earlier stage"),
                             ));
                         }
+                    }
+                    // The kernel command line is one argument of qemu's.
+                    if vm.value.append.contains('\0') {
+                        return Err(bad(line, "append may not hold a NUL byte".into()));
                     }
                     let mut vm = vm.value;
                     vm.machine = stage.name.clone();

@@ -24,7 +24,7 @@ pub fn book(paths: &Paths, args: &BookArgs) -> Result<()> {
         )));
     }
     let target = args.target.as_deref().expect("clap requires --target");
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let loaded = Book::load(&project, &state, target, &args.overrides)?;
     let out = args
         .out
@@ -55,7 +55,7 @@ pub fn explain(paths: &Paths, args: &ExplainArgs) -> Result<()> {
             }
         },
     };
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let loaded = Book::load(&project, &state, &target, &args.overrides)?;
     let Some(step) = loaded.step(&args.step) else {
         let ids: Vec<&str> = loaded.steps.iter().map(|s| s.id()).collect();

@@ -178,7 +178,7 @@ fn push_target(
     target: &str,
 ) -> Result<()> {
     remote.writable().map_err(Error::Usage)?;
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let record = state.record(target)?;
     if record.steps.is_empty() {
         return Err(Error::Usage(format!(
@@ -242,7 +242,7 @@ fn pull_target(
     overrides: &[(String, String)],
 ) -> Result<()> {
     let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let plan = Plan::load(&project, &state, target, overrides)?;
     let _lock = state.lock(&std::env::args().collect::<Vec<_>>().join(" "))?;
     let store = state.store();

@@ -9,7 +9,8 @@ use crate::digest::file_sha256;
 use crate::engine::Plan;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
-use crate::lock::{self, Lock};
+use crate::lock::{Lock, LockEntry};
+use crate::lockedit;
 use crate::mirror::{Mirror, fetch::Progress, http::HttpFetcher};
 use crate::outputs;
 use crate::plan::StepState;
@@ -60,7 +61,7 @@ pub fn run(paths: &Paths, command: &LockCommand) -> Result<()> {
 /// Writes the outputs file from a completed run's checkpoints, each verified.
 fn record_outputs(paths: &Paths, target: &str) -> Result<()> {
     let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let plan = Plan::load(&project, &state, target, &[])?;
     let store = state.store();
     let mut manifests = Vec::new();
@@ -142,12 +143,16 @@ fn add(
             .to_string(),
     };
 
+    // The name becomes a file name in the mirror; the URL is what others fetch.
+    crate::names::plain_file_name(&name).map_err(|why| Error::Usage(format!("--name {why}")))?;
+    crate::names::download_url(&published).map_err(Error::Usage)?;
+
     let text = std::fs::read_to_string(&lock_path)
         .io_context(|| format!("reading {}", lock_path.display()))?;
-    let new_text = match lock.get(&name) {
+    match lock.get(&name) {
         Some(old) if old.sha256 == sha256 && old.size == size => {
             println!("{name} is already pinned to sha256 {sha256}");
-            return adopt(&mirror, &lock_path, &name, file);
+            return adopt(&mirror, &lock, &name, file);
         }
         Some(old) if !update => {
             return Err(Error::Usage(format!(
@@ -157,35 +162,45 @@ fn add(
                 old.size
             )));
         }
-        Some(old) => lock::with_updated_entry(&text, old.line.unwrap_or(0), &sha256, size)
-            .ok_or_else(|| {
-                Error::input(
-                    &lock_path,
-                    old.line,
-                    format!("cannot find the sha256 and size lines of {name}"),
-                )
-            })?,
-        None => {
-            let mut text = text;
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text + &lock::entry_text(&name, &sha256, size, &published)
-        }
+        _ => {}
+    }
+    let entry = match lock.get(&name) {
+        Some(old) => LockEntry {
+            sha256,
+            size,
+            ..old.clone()
+        },
+        None => LockEntry {
+            name: name.clone(),
+            sha256,
+            size,
+            urls: vec![published],
+            apt: None,
+            git: None,
+            line: None,
+        },
     };
-    // Check that the result still parses before it replaces the lock.
-    let check = tempfile::NamedTempFile::new_in(lock_path.parent().unwrap_or(Path::new(".")))
-        .io_context(|| "creating a temporary file")?;
-    std::fs::write(check.path(), &new_text).io_context(|| "writing a temporary file")?;
-    Lock::load(check.path())?;
+    // The edit is parsed back, as sources.lock, before it replaces it.
+    let (new_text, rewritten) = lockedit::with_entry(&lock_path, &lock, &text, &entry)?;
+    if rewritten {
+        eprintln!(
+            "note: {} was written out again whole in block style (its comments are not kept)",
+            lock_path.display()
+        );
+    }
     atomic_write(&lock_path, new_text.as_bytes())?;
-    println!("pinned {name}: sha256 {sha256}, {size} bytes");
-    adopt(&mirror, &lock_path, &name, file)
+    println!(
+        "pinned {name}: sha256 {}, {} bytes",
+        entry.sha256, entry.size
+    );
+    let lock = Lock::parse(&lock_path, new_text.as_bytes())?;
+    adopt(&mirror, &lock, &name, file)
 }
 
-fn adopt(mirror: &Mirror, lock_path: &Path, name: &str, file: &Path) -> Result<()> {
-    let lock = Lock::load(lock_path)?;
-    let entry = lock.get(name).expect("just written");
+fn adopt(mirror: &Mirror, lock: &Lock, name: &str, file: &Path) -> Result<()> {
+    let entry = lock.get(name).ok_or_else(|| {
+        Error::input(&lock.path, None, format!("{name:?} is not in it after all"))
+    })?;
     if !mirror.has(entry) {
         mirror.adopt(entry, file)?;
     }

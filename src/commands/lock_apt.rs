@@ -8,7 +8,8 @@ use super::Paths;
 use crate::digest::file_sha256;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
-use crate::lock::Lock;
+use crate::lock::{AptSource, Lock, LockEntry};
+use crate::lockedit;
 use crate::mirror::Mirror;
 use crate::mirror::apt::run_apt_get;
 
@@ -78,19 +79,31 @@ pub fn add(
             )));
         }
         None => {
-            let mut text = std::fs::read_to_string(&lock_path)
+            let text = std::fs::read_to_string(&lock_path)
                 .io_context(|| format!("reading {}", lock_path.display()))?;
-            if !text.ends_with('\n') {
-                text.push('\n');
+            let entry = LockEntry {
+                name: name.clone(),
+                sha256: sha256.clone(),
+                size,
+                urls: url.map(str::to_string).into_iter().collect(),
+                apt: Some(AptSource {
+                    package: package.to_string(),
+                    version: version.to_string(),
+                    file: file_name.clone(),
+                    binary: false,
+                }),
+                git: None,
+                line: None,
+            };
+            // The edit is parsed back, as sources.lock, before it replaces it.
+            let (new_text, rewritten) = lockedit::with_entry(&lock_path, &lock, &text, &entry)?;
+            if rewritten {
+                eprintln!(
+                    "note: {} was written out again whole in block style (its comments are not kept)",
+                    lock_path.display()
+                );
             }
-            text += &entry_text(&name, &sha256, size, url, (package, version, &file_name));
-            // The result must still parse before it replaces the lock.
-            let check =
-                tempfile::NamedTempFile::new_in(lock_path.parent().unwrap_or(Path::new(".")))
-                    .io_context(|| "creating a temporary file")?;
-            std::fs::write(check.path(), &text).io_context(|| "writing a temporary file")?;
-            Lock::load(check.path())?;
-            atomic_write(&lock_path, text.as_bytes())?;
+            atomic_write(&lock_path, new_text.as_bytes())?;
             println!("pinned {name}: sha256 {sha256}, {size} bytes, from apt-get source {apt}");
         }
     }
@@ -100,28 +113,6 @@ pub fn add(
         mirror.adopt(entry, &path)?;
     }
     Ok(())
-}
-
-/// The lock entry, every value quoted as a YAML double-quoted string (which
-/// JSON's string syntax is a subset of), so that no name can change its shape.
-fn entry_text(
-    name: &str,
-    sha256: &str,
-    size: u64,
-    url: Option<&str>,
-    (package, version, file): (&str, &str, &str),
-) -> String {
-    let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
-    let urls = url
-        .map(|u| format!("    urls:\n      - {}\n", q(u)))
-        .unwrap_or_default();
-    format!(
-        "\n  - name: {}\n    sha256: {sha256}\n    size: {size}\n{urls}    apt: {{ package: {}, version: {}, file: {} }}\n",
-        q(name),
-        q(package),
-        q(version),
-        q(file)
-    )
 }
 
 fn plain_name(name: &str) -> Result<&str> {

@@ -152,6 +152,7 @@ struct Session {
 impl Session {
     fn open(paths: &Paths, choice: SandboxChoice, accel: AccelChoice) -> Result<Session> {
         let project = Project::open(&paths.project)?;
+        let state = StateDir::open(paths.state.clone())?;
         let accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Auto => Accel::Auto,
@@ -164,7 +165,7 @@ impl Session {
                 vm: VmRunner::new(project.agent_path(), accel, &paths.state),
             },
             project,
-            state: StateDir::new(paths.state.clone()),
+            state,
             mirror: Mirror::new(paths.mirror.clone()),
             reporter: report::for_stderr(),
             cancel: Cancel::on_signals()
@@ -244,7 +245,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
 
 fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
     let project = Project::open(&paths.project)?;
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let plan = Plan::load(
         &project,
         &state,

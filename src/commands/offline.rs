@@ -61,7 +61,7 @@ pub fn prepare_run(paths: &Paths, args: &RunArgs) -> Result<()> {
     let to_build: Vec<_> = if args.fresh {
         project.chain(target, overrides)?.steps
     } else {
-        let state = StateDir::new(paths.state.clone());
+        let state = StateDir::open(paths.state.clone())?;
         let plan = Plan::load(&project, &state, target, overrides)?;
         plan.steps
             .into_iter()

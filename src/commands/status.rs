@@ -9,7 +9,7 @@ use crate::report;
 use crate::state::StateDir;
 
 pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
-    let state = StateDir::new(paths.state.clone());
+    let state = StateDir::open(paths.state.clone())?;
     let holder = state.holder();
     let targets = state.recorded_targets();
     let store = state.store();

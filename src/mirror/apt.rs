@@ -63,7 +63,10 @@ pub fn run_apt_get(locator: &str, binary: bool, dir: &Path) -> Result<Option<Str
     } else {
         command.args(["source", "--download-only", "-q"]);
     }
+    // The lock checked package and version, and `--` keeps apt-get from
+    // ever reading them as options.
     let output = command
+        .arg("--")
         .arg(locator)
         .current_dir(dir)
         .stdin(std::process::Stdio::null())

@@ -44,17 +44,14 @@ impl Fetcher for GitFetcher {
         run(Command::new("git")
             .args(["init", "-q", "--bare"])
             .arg(&repo))?;
-        run(git_in(&repo).args(["fetch", "-q", "--no-tags", &git.url, &git.commit])).or_else(
-            |_| {
-                run(git_in(&repo).args([
-                    "fetch",
-                    "-q",
-                    "--no-tags",
-                    &git.url,
-                    "+refs/*:refs/remotes/all/*",
-                ]))
-            },
-        )?;
+        // The URL after `--`, so that git never reads it as an option, and
+        // only the protocols the lock accepts, redirects included.
+        let fetch = |refspec: &str| {
+            run(git_in(&repo)
+                .env("GIT_ALLOW_PROTOCOL", crate::names::GIT_PROTOCOLS)
+                .args(["fetch", "-q", "--no-tags", "--", &git.url, refspec]))
+        };
+        fetch(&git.commit).or_else(|_| fetch("+refs/*:refs/remotes/all/*"))?;
         let file = fs::File::create(part).map_err(|e| e.to_string())?;
         write_tarball(&repo, &git.commit, prefix, file)
     }

@@ -15,6 +15,10 @@ use crate::lock::LockEntry;
 
 const MANIFEST: &str = "stagebuild-mirror.json";
 
+/// A manifest lists names and checksums: 64 MiB holds hundreds of
+/// thousands of files, and bounds what a hostile pack makes us read.
+const MANIFEST_LIMIT: u64 = 64 << 20;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Manifest {
     version: u32,
@@ -112,11 +116,18 @@ pub fn unpack(mirror: &Mirror, pack: &Path) -> Result<Vec<String>> {
         return Err(bad(format!("the pack does not start with {MANIFEST}")));
     }
     let mut manifest_bytes = Vec::new();
-    first
+    (&mut first)
+        .take(MANIFEST_LIMIT + 1)
         .read_to_end(&mut manifest_bytes)
         .io_context(|| format!("reading {}", pack.display()))?;
+    if manifest_bytes.len() as u64 > MANIFEST_LIMIT {
+        return Err(bad(format!(
+            "{MANIFEST} is larger than {MANIFEST_LIMIT} bytes"
+        )));
+    }
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
+    check_manifest(&manifest).map_err(|why| bad(format!("{MANIFEST}: {why}")))?;
 
     let tmp_dir = mirror.tmp_dir()?;
     let mut unpacked = Vec::new();
@@ -135,7 +146,11 @@ pub fn unpack(mirror: &Mirror, pack: &Path) -> Result<Vec<String>> {
             .ok_or_else(|| bad(format!("{path} is not in the manifest")))?;
         let names: Vec<&str> = file.names.iter().map(String::as_str).collect();
         let tmp = tmp_dir.join(format!("{sha}.unpack"));
-        let out = fs::File::create(&tmp).io_context(|| format!("creating {}", tmp.display()))?;
+        // A new file: a leftover of a killed unpack goes first, and nothing
+        // already there (a link) is written through.
+        let _ = fs::remove_file(&tmp);
+        let out =
+            fs::File::create_new(&tmp).io_context(|| format!("creating {}", tmp.display()))?;
         let mut writer = HashingWriter::new(out);
         let copied = std::io::copy(&mut entry, &mut writer);
         let (_, actual, size) = writer.finish();
@@ -156,4 +171,27 @@ pub fn unpack(mirror: &Mirror, pack: &Path) -> Result<Vec<String>> {
         unpacked.extend(file.names.iter().cloned());
     }
     Ok(unpacked)
+}
+
+/// Every name in a pack's manifest becomes a link in the mirror's `by-name/`,
+/// so each must be a plain file name; each checksum names a stored file.
+fn check_manifest(manifest: &Manifest) -> Result<(), String> {
+    if manifest.version != 1 {
+        return Err(format!(
+            "unsupported version {} (this stagebuild reads 1)",
+            manifest.version
+        ));
+    }
+    for file in &manifest.files {
+        if !is_sha256_hex(&file.sha256) {
+            return Err(format!("{:?} is not a sha256", file.sha256));
+        }
+        if file.names.is_empty() {
+            return Err(format!("{} has no name", file.sha256));
+        }
+        for name in &file.names {
+            crate::names::plain_file_name(name).map_err(|why| format!("source name {why}"))?;
+        }
+    }
+    Ok(())
 }

@@ -222,12 +222,12 @@ fn stop_group(pgid: Pid, handle: &duct::Handle) {
 /// A fresh log for this attempt; earlier attempts' logs go to the history.
 fn open_log(path: &Path) -> Result<fs::File> {
     crate::logs::keep_earlier(path)?;
-    fs::File::create(path).io_context(|| format!("creating {}", path.display()))
+    crate::statefs::create_new(path).io_context(|| format!("creating {}", path.display()))
 }
 
 /// The last `lines` lines of a log, indented.
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = fs::File::open(path) else {
+    let Ok(mut file) = crate::statefs::open_read(path) else {
         return String::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);

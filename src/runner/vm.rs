@@ -263,8 +263,8 @@ impl Runner for VmRunner {
         let console = job.log.with_extension("console.log");
         crate::logs::keep_earlier(&console)?;
         crate::logs::keep_earlier(&job.log)?;
-        let mut log =
-            fs::File::create(&job.log).io_context(|| format!("creating {}", job.log.display()))?;
+        let mut log = crate::statefs::create_new(&job.log)
+            .io_context(|| format!("creating {}", job.log.display()))?;
         let accel = self.accelerator(&kernel, &job.work);
         writeln!(
             log,
@@ -433,6 +433,15 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
     if !file.is_file() {
         return Err(Error::Other(format!(
             "{reference}: {step}'s output has no {path}"
+        )));
+    }
+    // A link in a step's output must not hand qemu a file of the host.
+    let inside = fs::canonicalize(&file)
+        .and_then(|f| Ok(f.starts_with(fs::canonicalize(earlier.tree())?)))
+        .unwrap_or(false);
+    if !inside {
+        return Err(Error::Other(format!(
+            "{reference}: {path} leads out of {step}'s output"
         )));
     }
     Ok(file)

@@ -1,0 +1,179 @@
+//! Names and locators that come from input and become paths or command-line
+//! arguments. Each is checked where it is parsed, so that nothing downstream
+//! sees `..`, `/`, a NUL, a control byte or a leading `-` where it matters.
+//! Every check returns why a value is refused, for a `file:line` error.
+
+/// A name that is joined to a directory as one path component: a patch, an
+/// extra file, a source in the lock or a mirror pack, an apt `file`.
+pub fn plain_file_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 255 {
+        "it is longer than 255 bytes"
+    } else if name.contains('/') {
+        "it holds a '/'"
+    } else if name.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        "it holds a control character"
+    } else if name.starts_with('.') {
+        "it starts with '.'"
+    } else if name.starts_with('-') {
+        "it starts with '-'"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{name:?} must be a plain file name: {why}"))
+}
+
+/// A step or target name: it names a file, a work directory, a log
+/// directory and a record, so only a-z, 0-9, '-', '_' and '.', not starting
+/// with '.' or '-'.
+pub fn identifier(name: &str) -> Result<(), String> {
+    if crate::step::is_identifier(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a name: use only a-z, 0-9, '-', '_' and '.', not first '.' or '-'"
+        ))
+    }
+}
+
+/// A download URL in the lock: http or https, with a host.
+pub fn download_url(url: &str) -> Result<(), String> {
+    match scheme_and_rest(url) {
+        Some(("http" | "https", rest)) if host_ok(rest) => Ok(()),
+        Some(("http" | "https", _)) => Err(format!("{url:?} has no host, or a bad one")),
+        _ => Err(format!(
+            "{url:?} is not a URL that is fetched (http:// or https://)"
+        )),
+    }
+}
+
+/// A git repository in the lock: https, http or git URLs with a host, a
+/// `file://` URL, or an absolute path to a local repository. Not ssh (its
+/// host part has reached ssh as an option before) nor git's `ext::` helper,
+/// which runs a command.
+pub fn git_url(url: &str) -> Result<(), String> {
+    if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(format!("git {url:?} holds a control character"));
+    }
+    match scheme_and_rest(url) {
+        Some(("https" | "http" | "git", rest)) if host_ok(rest) => Ok(()),
+        Some(("file", rest)) if rest.starts_with('/') => Ok(()),
+        None if url.starts_with('/') => Ok(()),
+        _ => Err(format!(
+            "git {url:?} must be an https://, http://, git:// or file:// URL, or an absolute path"
+        )),
+    }
+}
+
+/// The protocols git may use for a pinned source, for `GIT_ALLOW_PROTOCOL`:
+/// the same as [`git_url`] accepts, so a redirect cannot reach another.
+pub const GIT_PROTOCOLS: &str = "https:http:git:file";
+
+/// A Debian package name (policy 5.6.1): lowercase letters, digits, '+',
+/// '-', '.', at least two, starting with a letter or digit.
+pub fn apt_package(name: &str) -> Result<(), String> {
+    let ok = name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| format!("apt package {name:?} is not a Debian package name"))
+}
+
+/// A Debian version (policy 5.6.12): starts with a digit, then letters,
+/// digits and `.+~-:`.
+pub fn apt_version(version: &str) -> Result<(), String> {
+    let ok = version.starts_with(|c: char| c.is_ascii_digit())
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+~-:".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| format!("apt version {version:?} is not a Debian version"))
+}
+
+fn scheme_and_rest(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some((scheme, rest))
+}
+
+/// The authority of a URL: present, not an option, no spaces or control bytes.
+fn host_ok(rest: &str) -> bool {
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty() && !host.starts_with('-') && !rest.bytes().any(|b| b <= 0x20 || b == 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names() {
+        for good in ["a.tar.gz", "linux-6.1.tar.xz", "x y#z: w", "é"] {
+            assert_eq!(plain_file_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "a/b",
+            "-rf",
+            ".hidden",
+            "a\0b",
+            "a\nb",
+            "a\rb",
+        ] {
+            assert!(plain_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(plain_file_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(download_url("https://example.org/a.tar.gz"), Ok(()));
+        for bad in [
+            "example.org/a",
+            "ftp://example.org/a",
+            "file:///etc/passwd",
+            "https:///a",
+            "https://-x/a",
+            "https://a b/c",
+        ] {
+            assert!(download_url(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "https://example.org/r.git",
+            "git://example.org/r",
+            "file:///srv/r.git",
+            "/srv/r.git",
+        ] {
+            assert_eq!(git_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "--upload-pack=touch /tmp/x",
+            "-u",
+            "ext::sh -c touch% /tmp/x",
+            "ssh://-oProxyCommand=x/r",
+            "host:path/r.git",
+            "relative/r.git",
+            "file://relative",
+        ] {
+            assert!(git_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn apt_names() {
+        assert_eq!(apt_package("linux"), Ok(()));
+        assert_eq!(apt_version("1:6.1.158-1+deb12u1~x"), Ok(()));
+        for bad in ["-oAPT::Get=x", "Linux", "a", "a b", "a=b"] {
+            assert!(apt_package(bad).is_err(), "{bad}");
+        }
+        for bad in ["-o", "x1", "1 2", "1=2", ""] {
+            assert!(apt_version(bad).is_err(), "{bad}");
+        }
+    }
+}
