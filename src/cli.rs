@@ -20,6 +20,11 @@ pub struct Cli {
     /// Where source files live [default: PROJECT/mirror].
     #[arg(long, global = true)]
     pub mirror: Option<PathBuf>,
+    /// The most one source may unpack to (its uncompressed tar): 8G, 500M…
+    // 8G is about six times the largest source the demo unpacks (Linux's tar).
+    #[arg(long, global = true, env = "STAGEBUILD_MAX_UNPACKED", value_name = "SIZE",
+          default_value = "8G", value_parser = crate::archive::parse_size)]
+    pub max_unpacked: u64,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod beneath;
 pub mod buildtree;
 pub mod checkpoint;
 pub mod cli;

@@ -54,12 +54,23 @@ pub struct VmRunner {
     bases: BaseDisks,
     /// What a probe found, once per run.
     probed: Option<&'static str>,
+    /// Where a step's patches are applied, and how much a source may unpack to.
+    sandbox: Box<dyn crate::sandbox::Sandbox>,
+    max_unpacked: u64,
 }
 
 impl VmRunner {
     /// `state_root` is where base disks are kept while a run needs them.
-    pub fn new(agent: PathBuf, accel: Accel, state_root: &Path) -> VmRunner {
+    pub fn new(
+        agent: PathBuf,
+        accel: Accel,
+        state_root: &Path,
+        sandbox: Box<dyn crate::sandbox::Sandbox>,
+        max_unpacked: u64,
+    ) -> VmRunner {
         VmRunner {
+            sandbox,
+            max_unpacked,
             agent,
             accel,
             bases: BaseDisks::new(state_root),
@@ -352,7 +363,11 @@ impl VmRunner {
     fn make_job_disk(&self, job: &StepJob) -> Result<PathBuf> {
         let step = &job.planned.chain_step.step;
         let build = job.work.join("build");
-        buildtree::prepare(step, &job.sources, &build)?;
+        let tools = buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        buildtree::prepare(step, &job.sources, &build, &tools)?;
         let meta = build.join(".stagebuild");
         fs::create_dir_all(&meta).io_context(|| format!("creating {}", meta.display()))?;
         let script = match &step.definition.kexec {
