@@ -33,6 +33,12 @@ pub fn refusal(e: &io::Error) -> Option<&'static str> {
     }
 }
 
+/// The path the kernel knows an open file by: it has no symlinks in it.
+fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+}
+
 impl Root {
     /// Opens `path` itself (trusted: the caller made it) as the root.
     pub fn open(path: &Path) -> io::Result<Root> {
@@ -76,11 +82,25 @@ impl Root {
     /// Where `rel` really is, following only symlinks that stay inside: a
     /// path with no symlinks in it, safe to hand to a tool that follows links.
     pub fn real_path(&self, rel: &Path) -> io::Result<PathBuf> {
+        fd_path(&self.resolve(rel)?)
+    }
+
+    /// Where the regular file `rel` really is (see [`Root::real_path`]).
+    pub fn real_file(&self, rel: &Path) -> io::Result<PathBuf> {
         let fd = self.resolve(rel)?;
-        std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&fd)
-        ))
+        let st = nix::sys::stat::fstat(&fd)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        fd_path(&fd)
+    }
+
+    /// Opens the file `rel` for reading; refuses a symlink on the way.
+    pub fn open_file(&self, rel: &Path) -> io::Result<File> {
+        Ok(File::from(self.open2(rel, OFlag::O_RDONLY, false)?))
     }
 
     /// What `rel` is, without following a symlink at its end or on its way.
@@ -249,6 +269,23 @@ mod tests {
             root.real_path(Path::new("a/a/in")).unwrap(),
             dir.path().join("root/inner").canonicalize().unwrap()
         );
+        // A kernel named through a link: found inside, refused outside.
+        std::fs::write(dir.path().join("outside/secret"), "s").unwrap();
+        std::fs::write(dir.path().join("root/inner/bzImage"), "k").unwrap();
+        symlink("../inner/bzImage", dir.path().join("root/inner/vmlinuz")).unwrap();
+        symlink("../b/outside/secret", dir.path().join("root/inner/leak")).unwrap();
+        assert_eq!(
+            root.real_file(Path::new("in/vmlinuz")).unwrap(),
+            dir.path()
+                .join("root/inner/bzImage")
+                .canonicalize()
+                .unwrap()
+        );
+        let e = root.real_file(Path::new("inner/leak")).unwrap_err();
+        assert_eq!(refusal(&e), Some("resolves outside the directory"));
+        assert!(root.real_file(Path::new("inner")).is_err());
+        let e = root.open_file(Path::new("inner/vmlinuz")).unwrap_err();
+        assert_eq!(refusal(&e), Some("goes through a symlink"));
     }
 
     #[test]

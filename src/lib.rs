@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod lock;
 pub mod manifest;
 pub mod mirror;
+pub mod opendir;
 pub mod outputs;
 pub mod plan;
 pub mod project;

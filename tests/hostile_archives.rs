@@ -223,7 +223,7 @@ fn links_that_lead_out_through_one_another_are_refused_in_every_format() {
 fn a_patch_that_makes_a_link_and_writes_through_it_changes_nothing_outside() {
     // The archive is harmless; the patch makes `x -> ../../../..` (the
     // fixture's root) and then writes to x/canary/passwd.
-    let up = vec![".."; DEPTH].join("/");
+    let up = [".."; DEPTH].join("/");
     let patch = format!(
         "diff --git a/x b/x\nnew file mode 120000\n--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+{up}\n\\ No newline at end of file\ndiff --git a/x/canary/passwd b/x/canary/passwd\n--- a/x/canary/passwd\n+++ b/x/canary/passwd\n@@ -1 +1 @@\n-root:x:0:0:canary\n+pwned\n"
     );

@@ -451,13 +451,16 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
             "{reference}: step {step} has not run before this stage"
         ))
     })?;
-    let file = earlier.tree().join(path);
-    if !file.is_file() {
-        return Err(Error::Other(format!(
-            "{reference}: {step}'s output has no {path}"
-        )));
-    }
-    Ok(file)
+    // Handed to qemu and copied into the job: a link in the output that
+    // leads out of it must not carry a host file along.
+    crate::beneath::Root::open(&earlier.tree())
+        .and_then(|tree| tree.real_file(Path::new(path)))
+        .map_err(|e| match crate::beneath::refusal(&e) {
+            Some(_) => Error::Other(format!(
+                "{reference}: {path} leads outside {step}'s output through a symlink"
+            )),
+            None => Error::Other(format!("{reference}: {step}'s output has no {path}")),
+        })
 }
 
 /// Keeps the previous attempt's file beside the new one.
