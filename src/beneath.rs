@@ -191,6 +191,16 @@ impl Root {
         Ok(file)
     }
 
+    /// Removes `rel` if it is a symlink (itself, not what it points to).
+    pub fn remove_symlink(&self, rel: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent(rel, false)?;
+        let st = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
+            unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)?;
+        }
+        Ok(())
+    }
+
     /// Creates the directory `rel` if it is not there, and sets its mode.
     pub fn create_dir(&self, rel: &Path, mode: u32) -> io::Result<()> {
         let fd = self.create_dir_all(rel)?;

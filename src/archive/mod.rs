@@ -129,8 +129,16 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Unpacks one tar stream, then checks every symlink unpacked so far.
+    /// Unpacks one tar stream, then checks every symlink unpacked so far,
+    /// whether or not every member went in: a link left leading out would
+    /// outlast a failure in the build directory, which is kept.
     pub fn tar(&mut self, reader: impl Read) -> Result<(), ArchiveError> {
+        let unpacked = self.members(reader);
+        let links = self.check_links();
+        unpacked.and(links)
+    }
+
+    fn members(&mut self, reader: impl Read) -> Result<(), ArchiveError> {
         let counter = Counter::default();
         let mut archive =
             tar::Archive::new(Counted::new(reader, counter.clone(), self.max_unpacked));
@@ -154,7 +162,7 @@ impl Unpacker {
                 done => done?,
             }
         }
-        self.check_links()
+        Ok(())
     }
 
     fn entry<R: Read>(
@@ -264,13 +272,19 @@ impl Unpacker {
         }
     }
 
-    /// Refuses the symlink `rel` if it now leads out of the root.
+    /// Refuses the symlink `rel`, and removes it, if it now leads out of the
+    /// root.
     fn check_link(&self, rel: &Path, shown: &str) -> Result<(), ArchiveError> {
         match self.root.resolve(rel) {
-            Err(e) if beneath::refusal(&e).is_some() => Err(ArchiveError::Refused {
-                entry: shown.to_string(),
-                reason: "symlink leads outside the build directory through other links".into(),
-            }),
+            Err(e) if beneath::refusal(&e).is_some() => {
+                self.root
+                    .remove_symlink(rel)
+                    .map_err(|e| write_error(shown, e))?;
+                Err(ArchiveError::Refused {
+                    entry: shown.to_string(),
+                    reason: "symlink leads outside the build directory through other links".into(),
+                })
+            }
             // Dangling, a loop, or inside: nothing on the host follows it.
             _ => Ok(()),
         }
@@ -280,10 +294,14 @@ impl Unpacker {
     /// a directory it goes through with a link), so every one is checked
     /// again once a source is in.
     fn check_links(&self) -> Result<(), ArchiveError> {
+        let mut first = Ok(());
         for (rel, shown) in &self.links {
-            self.check_link(rel, shown)?;
+            let checked = self.check_link(rel, shown);
+            if first.is_ok() {
+                first = checked;
+            }
         }
-        Ok(())
+        first
     }
 }
 

@@ -204,6 +204,17 @@ fn links_that_lead_out_only_through_one_another_are_refused() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(top, ["build"], "{expected}");
+        // The link that leads out is not left behind in the kept directory.
+        let build = Root::open(&dir.path().join("build")).unwrap();
+        for name in ["b", "c", "up"] {
+            if let Err(e) = build.resolve(Path::new(name)) {
+                assert_ne!(
+                    beneath::refusal(&e),
+                    Some("resolves outside the directory"),
+                    "{expected}: {name}"
+                );
+            }
+        }
     }
 }
 
