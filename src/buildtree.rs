@@ -256,4 +256,39 @@ mod tests {
             "a\nq\n"
         );
     }
+
+    #[test]
+    fn a_workdir_through_links_that_lead_out_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("steps")).unwrap();
+        std::fs::write(project.join("sources.lock"), "version: 1\nsources: []\n").unwrap();
+        let step_file = project.join("steps/w.yaml");
+        std::fs::write(
+            &step_file,
+            "name: w\nversion: \"1\"\ndescription: d\nworkdir: up/outside\nbuild: |\n  true\n",
+        )
+        .unwrap();
+        let lock = crate::lock::Lock::load(&project.join("sources.lock")).unwrap();
+        let step = Step::load(&step_file, &project, &lock).unwrap();
+        // Planted by hand: the unpacker refuses such links before this point.
+        let build = dir.path().join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        std::fs::create_dir(dir.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink(".", build.join("a")).unwrap();
+        std::os::unix::fs::symlink("a/..", build.join("up")).unwrap();
+        let sandbox =
+            crate::sandbox::bwrap::Bwrap::find().expect("bwrap (scripts/setup-debian.sh)");
+        let tools = Tools {
+            sandbox: &sandbox,
+            max_unpacked: 1 << 20,
+        };
+        let e = prepare(&step, &[], &build, &tools).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "workdir \"up/outside\" leads outside the build directory through a symlink"
+            ),
+            "{e}"
+        );
+    }
 }
