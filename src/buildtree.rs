@@ -106,7 +106,7 @@ fn apply(patch: &ProjectFile, build: &Path, workdir: &Path, sandbox: &dyn Sandbo
             },
         ]);
         let mut argv: Vec<String> = [
-            "patch",
+            "/usr/bin/patch",
             "-p1",
             "--batch",
             "--forward",

@@ -315,3 +315,30 @@ fn the_limit_is_generous_by_default_and_a_flag_raises_it() {
         .assert()
         .success();
 }
+
+#[test]
+fn a_patch_applies_in_either_sandbox() {
+    for sandbox in ["bwrap", "namespaces"] {
+        let f = Fixture::tiny();
+        f.write(
+            "patches/hello/fix.patch",
+            "--- a/hello.c\n+++ b/hello.c\n@@ -1,2 +1,2 @@\n #include <stdio.h>\n-int main(void) { puts(\"hello from a sandbox\"); return 0; }\n+int main(void) { puts(\"patched\"); return 0; }\n",
+        );
+        let step = fs::read_to_string(f.project().join("steps/hello.yaml")).unwrap();
+        f.write(
+            "steps/hello.yaml",
+            step.replace("workdir:", "patches: [fix.patch]\nworkdir:"),
+        );
+        f.import_sources();
+        f.cmd()
+            .args(["run", "--target", "t", "--sandbox", sandbox])
+            .assert()
+            .success();
+        let said = fs::read_dir(f.state().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("tree/greeting"))
+            .find(|p| p.exists())
+            .unwrap();
+        assert_eq!(fs::read_to_string(said).unwrap(), "patched\n", "{sandbox}");
+    }
+}
