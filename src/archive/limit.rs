@@ -2,14 +2,24 @@
 //! bzip2 or xz can expand to terabytes; the bound is counted on the
 //! uncompressed tar stream (data, headers and padding), so it caps the bytes
 //! written and, at 512 bytes a member, the number of files too.
+//!
+//! The `tar` crate reads a long name or a PAX record whole into memory
+//! before it hands over the member it belongs to, so what is read between
+//! two members has a bound of its own: no real archive has a megabyte of
+//! headers in a row.
 
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
 
-/// How many bytes of the uncompressed stream have been read.
+/// The most that may be read between two members: headers, long names,
+/// PAX records.
+pub(super) const MAX_BETWEEN_MEMBERS: u64 = 1 << 20;
+
+/// How many bytes of the uncompressed stream have been read, and where the
+/// last member's data ended (`None` while a member is being read).
 #[derive(Clone, Default)]
-pub(super) struct Counter(Rc<Cell<u64>>);
+pub(super) struct Counter(Rc<Cell<u64>>, Rc<Cell<Option<u64>>>);
 
 impl Counter {
     pub fn read(&self) -> u64 {
@@ -18,6 +28,23 @@ impl Counter {
 
     pub fn exceeded(&self, limit: u64) -> bool {
         self.read() > limit
+    }
+
+    /// A member was handed over: what follows is its data.
+    pub fn member_started(&self) {
+        self.1.set(None);
+    }
+
+    /// The member is done: what follows, up to the next, is headers.
+    pub fn member_done(&self) {
+        self.1.set(Some(self.read()));
+    }
+
+    /// Whether more than [`MAX_BETWEEN_MEMBERS`] came since the last member.
+    pub fn too_much_between(&self) -> bool {
+        self.1
+            .get()
+            .is_some_and(|end| self.read() - end > MAX_BETWEEN_MEMBERS)
     }
 }
 
@@ -50,6 +77,9 @@ impl<R: Read> Read for Counted<R> {
         self.counter.0.set(self.counter.read() + n as u64);
         if self.counter.exceeded(self.limit) {
             return Err(io::Error::other("the unpacked size limit is reached"));
+        }
+        if self.counter.too_much_between() {
+            return Err(io::Error::other("too many header bytes in a row"));
         }
         Ok(n)
     }
@@ -112,6 +142,20 @@ mod tests {
         assert_eq!(format_size(8 << 30), "8 GiB");
         assert_eq!(format_size(1536 << 10), "1536 KiB");
         assert_eq!(format_size(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn headers_between_members_are_bounded() {
+        let counter = Counter::default();
+        counter.member_done();
+        let mut reader = Counted::new(io::repeat(0), counter.clone(), u64::MAX);
+        let e = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        assert!(e.to_string().contains("header"), "{e}");
+        assert!(counter.read() <= MAX_BETWEEN_MEMBERS + 8192);
+        // Inside a member only the size limit counts.
+        counter.member_started();
+        let mut reader = Counted::new(io::repeat(0).take(4 << 20), counter.clone(), u64::MAX);
+        assert_eq!(io::copy(&mut reader, &mut io::sink()).unwrap(), 4 << 20);
     }
 
     #[test]

@@ -140,9 +140,10 @@ impl Unpacker {
 
     fn members(&mut self, reader: impl Read) -> Result<(), ArchiveError> {
         let counter = Counter::default();
+        counter.member_done();
         let mut archive =
             tar::Archive::new(Counted::new(reader, counter.clone(), self.max_unpacked));
-        let mut last = String::new();
+        let mut last = "(before the first member)".to_string();
         let limit = self.max_unpacked;
         let over = |at: String| ArchiveError::TooLarge { at, limit };
         let entries = archive.entries().map_err(ArchiveError::Read)?;
@@ -152,8 +153,18 @@ impl Unpacker {
                 Err(_) if counter.exceeded(limit) => {
                     return Err(over(format!("after entry {last:?}")));
                 }
+                Err(_) if counter.too_much_between() => {
+                    return Err(ArchiveError::Refused {
+                        entry: last,
+                        reason: format!(
+                            "followed by more than {} of headers (long names, PAX records) before the next member",
+                            format_size(limit::MAX_BETWEEN_MEMBERS)
+                        ),
+                    });
+                }
                 Err(e) => return Err(ArchiveError::Read(e)),
             };
+            counter.member_started();
             last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             match self.entry(&mut entry, &counter) {
                 Err(ArchiveError::Entry { entry, .. }) if counter.exceeded(limit) => {
@@ -161,6 +172,7 @@ impl Unpacker {
                 }
                 done => done?,
             }
+            counter.member_done();
         }
         Ok(())
     }

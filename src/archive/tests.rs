@@ -260,3 +260,16 @@ fn a_source_larger_than_the_limit_is_refused_at_the_member_that_crosses_it() {
     );
     assert_eq!(fs::read_dir(&build).unwrap().count(), 0);
 }
+
+#[test]
+fn a_long_name_too_large_to_be_one_is_refused_before_it_fills_memory() {
+    // tar reads a GNU long name whole; this one claims 64 MiB of zeros.
+    let mut h = header(EntryType::GNULongName, 64 << 20);
+    h.set_path("././@LongLink").unwrap();
+    h.set_cksum();
+    let mut bytes = tar_with(|b| raw_entry(b, EntryType::Regular, "first", None, b"x"));
+    bytes.truncate(bytes.len() - 1024);
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend(std::iter::repeat_n(b'a', 64 << 20));
+    refused(&bytes, "entry \"first\": followed by more than 1 MiB of headers");
+}
