@@ -14,13 +14,12 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat};
+use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, linkat, symlinkat, unlinkat};
 
 /// A directory, held open; every method takes paths relative to it.
 pub struct Root {
     fd: OwnedFd,
-    path: PathBuf,
 }
 
 /// Why a path was refused, if the kernel refused it for leaving the root
@@ -47,14 +46,7 @@ impl Root {
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Root {
-            fd,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Root { fd })
     }
 
     fn open2(&self, rel: &Path, flags: OFlag, follow: bool) -> io::Result<OwnedFd> {
@@ -101,12 +93,6 @@ impl Root {
     /// Opens the file `rel` for reading; refuses a symlink on the way.
     pub fn open_file(&self, rel: &Path) -> io::Result<File> {
         Ok(File::from(self.open2(rel, OFlag::O_RDONLY, false)?))
-    }
-
-    /// What `rel` is, without following a symlink at its end or on its way.
-    pub fn lstat(&self, rel: &Path) -> io::Result<FileStat> {
-        let (parent, name) = self.parent(rel, false)?;
-        Ok(fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
     }
 
     /// Opens directory `rel`, creating it and its parents as needed; refuses

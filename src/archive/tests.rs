@@ -271,5 +271,8 @@ fn a_long_name_too_large_to_be_one_is_refused_before_it_fills_memory() {
     bytes.truncate(bytes.len() - 1024);
     bytes.extend_from_slice(h.as_bytes());
     bytes.extend(std::iter::repeat_n(b'a', 64 << 20));
-    refused(&bytes, "entry \"first\": followed by more than 1 MiB of headers");
+    refused(
+        &bytes,
+        "entry \"first\": followed by more than 1 MiB of headers",
+    );
 }
