@@ -295,4 +295,29 @@ mod tests {
         fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
         assert!(store.load("k").unwrap_err().0.contains("checksum"));
     }
+
+    #[test]
+    fn an_output_whose_links_lead_out_is_committed_and_discarded_without_following_them() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("c"), dir.path().join("t"));
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        fs::write(outside.join("sub/keep"), "keep").unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        symlink(&outside, out.join("abs")).unwrap();
+        symlink(".", out.join("a")).unwrap();
+        symlink("a/../outside/sub", out.join("up")).unwrap();
+        let committed = store.commit(&out, None, meta("k")).unwrap();
+        assert_eq!(
+            committed.manifest.len(),
+            3,
+            "three links, nothing behind them"
+        );
+        assert!(store.load("k").unwrap().is_some());
+        store.discard("k").unwrap();
+        assert_eq!(fs::read(outside.join("sub/keep")).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    }
 }

@@ -28,6 +28,11 @@ pub struct Cli {
     /// read-only mirror, or off [else $STAGEBUILD_CACHE, else url: in PROJECT/cache.yaml].
     #[arg(long, global = true, value_name = "URL")]
     pub cache: Option<String>,
+    /// The most one source may unpack to (its uncompressed tar): 8G, 500M…
+    // 8G is about six times the largest source the demo unpacks (Linux's tar).
+    #[arg(long, global = true, env = "STAGEBUILD_MAX_UNPACKED", value_name = "SIZE",
+          default_value = "8G", value_parser = crate::archive::parse_size)]
+    pub max_unpacked: u64,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
+use crate::opendir::{Kind, OpenDir};
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the
 /// new one: a temporary file in the same directory, fsync, rename, fsync dir.
@@ -50,36 +51,46 @@ pub fn fresh_dir(path: &Path) -> Result<()> {
 
 /// Merges the tree `src` into `dst` with hard links, later trees winning on
 /// conflicts. Used to show earlier steps' outputs as one sysroot without
-/// copying them; the sandbox mounts the result read-only.
+/// copying them; the sandbox mounts the result read-only. `src` is a step's
+/// output and may hold any symlinks: they are copied as links, and neither
+/// tree is ever walked through one ([`OpenDir`]).
 pub fn link_tree(src: &Path, dst: &Path) -> Result<()> {
     fs::create_dir_all(dst).io_context(|| format!("creating {}", dst.display()))?;
-    for entry in fs::read_dir(src).io_context(|| format!("reading {}", src.display()))? {
-        let entry = entry.io_context(|| format!("reading {}", src.display()))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let kind = entry
-            .file_type()
-            .io_context(|| format!("reading {}", from.display()))?;
-        let existing = fs::symlink_metadata(&to).ok();
-        if kind.is_dir() {
-            if existing.as_ref().is_some_and(|m| !m.is_dir()) {
-                fs::remove_file(&to).io_context(|| format!("replacing {}", to.display()))?;
+    let from = OpenDir::open(src).io_context(|| format!("reading {}", src.display()))?;
+    let to = OpenDir::open(dst).io_context(|| format!("reading {}", dst.display()))?;
+    merge(&from, &to, dst)
+}
+
+fn merge(from: &OpenDir, to: &OpenDir, shown: &Path) -> Result<()> {
+    for name in from
+        .names()
+        .io_context(|| format!("reading the tree merged into {}", shown.display()))?
+    {
+        let here = shown.join(&name);
+        let failed = || format!("linking {}", here.display());
+        let (kind, _) = from.stat(&name).io_context(failed)?;
+        let existing = to.kind(&name).io_context(failed)?;
+        if existing.is_some() && !(kind == Kind::Dir && existing == Some(Kind::Dir)) {
+            to.remove(&name)
+                .io_context(|| format!("replacing {}", here.display()))?;
+        }
+        match kind {
+            Kind::Dir => {
+                if existing != Some(Kind::Dir) {
+                    to.mkdir(&name).io_context(failed)?;
+                }
+                let (sub_from, sub_to) = (from.dir(&name), to.dir(&name));
+                merge(
+                    &sub_from.io_context(failed)?,
+                    &sub_to.io_context(failed)?,
+                    &here,
+                )?;
             }
-            link_tree(&from, &to)?;
-            continue;
-        }
-        match existing {
-            Some(m) if m.is_dir() => remove_tree(&to)?,
-            Some(_) => fs::remove_file(&to).io_context(|| format!("replacing {}", to.display()))?,
-            None => {}
-        }
-        if kind.is_symlink() {
-            let target =
-                fs::read_link(&from).io_context(|| format!("reading {}", from.display()))?;
-            std::os::unix::fs::symlink(target, &to)
-                .io_context(|| format!("linking {}", to.display()))?;
-        } else {
-            fs::hard_link(&from, &to).io_context(|| format!("linking {}", to.display()))?;
+            Kind::Symlink => {
+                let target = from.read_link(&name).io_context(failed)?;
+                to.symlink(&target, &name).io_context(failed)?;
+            }
+            Kind::File | Kind::Other => to.hard_link(from, &name, &name).io_context(failed)?,
         }
     }
     Ok(())
@@ -170,5 +181,41 @@ mod tests {
             ]
         );
         assert!(mounts_under(info, Path::new("/elsewhere")).is_empty());
+    }
+
+    #[test]
+    fn merging_and_removing_trees_never_follows_their_links() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("sub")).unwrap();
+        fs::write(outside.join("sub/keep"), "keep").unwrap();
+        let (first, second, merged) = (
+            dir.path().join("first"),
+            dir.path().join("second"),
+            dir.path().join("merged"),
+        );
+        // The first tree's `lib` leads out; the second has files under `lib/`
+        // and replaces `keep` through a chain that leads out too.
+        fs::create_dir_all(&first).unwrap();
+        symlink(&outside, first.join("lib")).unwrap();
+        symlink(".", first.join("a")).unwrap();
+        symlink("a/../outside/sub", first.join("up")).unwrap();
+        fs::create_dir_all(second.join("lib")).unwrap();
+        fs::write(second.join("lib/libc.a"), "new").unwrap();
+        fs::create_dir_all(second.join("up")).unwrap();
+        fs::write(second.join("up/keep"), "replaced").unwrap();
+        link_tree(&first, &merged).unwrap();
+        link_tree(&second, &merged).unwrap();
+        assert!(fs::symlink_metadata(merged.join("lib")).unwrap().is_dir());
+        assert_eq!(fs::read(merged.join("up/keep")).unwrap(), b"replaced");
+        assert_eq!(fs::read(outside.join("sub/keep")).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+        // Removing a tree removes its links, not what they point to.
+        link_tree(&first, &merged.join("again")).unwrap();
+        remove_tree(&merged).unwrap();
+        fresh_dir(&first).unwrap();
+        assert_eq!(fs::read(outside.join("sub/keep")).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(outside.join("sub")).unwrap().count(), 1);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod beneath;
 pub mod book;
 pub mod buildtree;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod logs;
 pub mod manifest;
 pub mod mirror;
 pub mod names;
+pub mod opendir;
 pub mod outputs;
 pub mod plan;
 pub mod project;

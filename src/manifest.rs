@@ -1,13 +1,12 @@
 //! Per-file manifests of a directory tree: what a checkpoint promises to hold.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::file_sha256;
+use crate::digest::reader_sha256;
+use crate::opendir::{Kind, OpenDir};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,69 +43,71 @@ pub enum ManifestError {
     NotUtf8 { path: String },
 }
 
-/// Walks `root` in sorted order and describes every entry below it.
+/// Walks `root` in sorted order and describes every entry below it. The
+/// tree may hold any symlinks (a step's output is untrusted): each is
+/// recorded as a link and never followed, by the kernel's word
+/// ([`OpenDir`]), not by a check made before the open.
 pub fn of_tree(root: &Path) -> Result<Vec<Entry>, ManifestError> {
     let mut entries = Vec::new();
-    walk(root, "", &mut entries)?;
+    let top = OpenDir::open(root).map_err(|source| ManifestError::Io {
+        path: String::new(),
+        source,
+    })?;
+    walk(&top, "", &mut entries)?;
     Ok(entries)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<(), ManifestError> {
+fn walk(dir: &OpenDir, prefix: &str, out: &mut Vec<Entry>) -> Result<(), ManifestError> {
     let io_err = |path: &str, source| ManifestError::Io {
         path: path.to_string(),
         source,
     };
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| io_err(prefix, e))? {
-        let entry = entry.map_err(|e| io_err(prefix, e))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|n| ManifestError::NotUtf8 {
-                path: format!("{prefix}{}", n.to_string_lossy()),
-            })?;
-        names.push(name);
-    }
-    names.sort();
-    for name in names {
+    for os_name in dir.names().map_err(|e| io_err(prefix, e))? {
+        let name = os_name.to_str().ok_or_else(|| ManifestError::NotUtf8 {
+            path: format!("{prefix}{}", os_name.to_string_lossy()),
+        })?;
         let rel = format!("{prefix}{name}");
-        let path = dir.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| io_err(&rel, e))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let target = fs::read_link(&path).map_err(|e| io_err(&rel, e))?;
-            out.push(Entry {
-                path: rel,
-                kind: FileKind::Symlink,
-                mode: 0o777,
-                size: None,
-                sha256: None,
-                link: Some(target.to_string_lossy().into_owned()),
-            });
-        } else if ft.is_dir() {
-            out.push(Entry {
-                path: rel.clone(),
-                kind: FileKind::Dir,
-                mode,
-                size: None,
-                sha256: None,
-                link: None,
-            });
-            walk(&path, &format!("{rel}/"), out)?;
-        } else if ft.is_file() {
-            let (sha256, size) = file_sha256(&path).map_err(|e| io_err(&rel, e))?;
-            debug_assert_eq!(size, meta.size());
-            out.push(Entry {
-                path: rel,
-                kind: FileKind::File,
-                mode,
-                size: Some(size),
-                sha256: Some(sha256),
-                link: None,
-            });
-        } else {
-            return Err(ManifestError::Unsupported { path: rel });
+        let (kind, stat) = dir.stat(&os_name).map_err(|e| io_err(&rel, e))?;
+        let mode = stat.st_mode & 0o7777;
+        match kind {
+            Kind::Symlink => {
+                let target = dir.read_link(&os_name).map_err(|e| io_err(&rel, e))?;
+                out.push(Entry {
+                    path: rel,
+                    kind: FileKind::Symlink,
+                    mode: 0o777,
+                    size: None,
+                    sha256: None,
+                    link: Some(target.to_string_lossy().into_owned()),
+                });
+            }
+            Kind::Dir => {
+                out.push(Entry {
+                    path: rel.clone(),
+                    kind: FileKind::Dir,
+                    mode,
+                    size: None,
+                    sha256: None,
+                    link: None,
+                });
+                let sub = dir.dir(&os_name).map_err(|e| io_err(&rel, e))?;
+                walk(&sub, &format!("{rel}/"), out)?;
+            }
+            Kind::File => {
+                let (sha256, size) = dir
+                    .file(&os_name)
+                    .and_then(|mut f| reader_sha256(&mut f))
+                    .map_err(|e| io_err(&rel, e))?;
+                out.push(Entry {
+                    path: rel,
+                    kind: FileKind::File,
+                    mode,
+                    size: Some(size),
+                    sha256: Some(sha256),
+                    link: None,
+                });
+            }
+            Kind::Other => return Err(ManifestError::Unsupported { path: rel }),
         }
     }
     Ok(())
@@ -137,7 +138,8 @@ pub fn first_difference(expected: &[Entry], actual: &[Entry]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     #[test]
     fn describes_files_dirs_and_links_in_order() {
@@ -170,6 +172,34 @@ mod tests {
         assert_eq!(
             first_difference(&before, &after).as_deref(),
             Some("a is missing")
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_tree_are_recorded_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, outside) = (dir.path().join("tree"), dir.path().join("outside"));
+        fs::create_dir_all(&tree).unwrap();
+        fs::create_dir_all(outside.join("deep")).unwrap();
+        fs::write(outside.join("deep/secret"), "s").unwrap();
+        symlink(&outside, tree.join("abs")).unwrap();
+        symlink(".", tree.join("a")).unwrap();
+        symlink("a/..", tree.join("up")).unwrap();
+        symlink("deep/secret", tree.join("f")).unwrap();
+        let m = of_tree(&tree).unwrap();
+        let described: Vec<_> = m
+            .iter()
+            .map(|e| (e.path.as_str(), e.kind, e.link.as_deref()))
+            .collect();
+        let outside_text = outside.display().to_string();
+        assert_eq!(
+            described,
+            [
+                ("a", FileKind::Symlink, Some(".")),
+                ("abs", FileKind::Symlink, Some(outside_text.as_str())),
+                ("f", FileKind::Symlink, Some("deep/secret")),
+                ("up", FileKind::Symlink, Some("a/..")),
+            ]
         );
     }
 }

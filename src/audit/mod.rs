@@ -325,8 +325,14 @@ pub fn compare(
                 b.link.as_deref().unwrap_or("?")
             ))),
             Some(b) if a.sha256 != b.sha256 => {
+                // Both trees are outputs: nothing on the way may be followed.
                 let read = |root: &Path| {
-                    std::fs::read(root.join(path)).io_context(|| format!("reading {path}"))
+                    let mut bytes = Vec::new();
+                    crate::beneath::Root::open(root)
+                        .and_then(|tree| tree.open_file(Path::new(path)))
+                        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
+                        .io_context(|| format!("reading {path}"))?;
+                    Ok::<_, Error>(bytes)
                 };
                 let (x, y) = (read(before)?, read(after)?);
                 let detail = (x.len() <= DETAIL_LIMIT && y.len() <= DETAIL_LIMIT)

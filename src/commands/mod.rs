@@ -64,7 +64,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status::run(&paths, args),
-        Command::Audit(args) => audit(&paths, args),
+        Command::Audit(args) => audit(&paths, args, cli.max_unpacked),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
         Command::Init { dir } => {
@@ -150,7 +150,12 @@ struct Session {
 }
 
 impl Session {
-    fn open(paths: &Paths, choice: SandboxChoice, accel: AccelChoice) -> Result<Session> {
+    fn open(
+        paths: &Paths,
+        choice: SandboxChoice,
+        accel: AccelChoice,
+        max_unpacked: u64,
+    ) -> Result<Session> {
         let project = Project::open(&paths.project)?;
         let state = StateDir::open(paths.state.clone())?;
         let accel = match accel {
@@ -161,8 +166,15 @@ impl Session {
             runners: Runners {
                 host: HostRunner {
                     sandbox: sandbox(choice)?,
+                    max_unpacked,
                 },
-                vm: VmRunner::new(project.agent_path(), accel, &paths.state),
+                vm: VmRunner::new(
+                    project.agent_path(),
+                    accel,
+                    &paths.state,
+                    sandbox(choice)?,
+                    max_unpacked,
+                ),
             },
             project,
             state,
@@ -189,7 +201,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         mut runners,
         mut reporter,
         cancel,
-    } = Session::open(paths, args.sandbox, args.accel)?;
+    } = Session::open(paths, args.sandbox, args.accel, cli.max_unpacked)?;
     let resume = resume_command(cli, args);
     let opts = RunOptions {
         target: args.target.target.clone(),
@@ -299,7 +311,7 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
     Ok(())
 }
 
-fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
+fn audit(paths: &Paths, args: &AuditArgs, max_unpacked: u64) -> Result<()> {
     if !args.target.overrides.is_empty() {
         return Err(Error::Usage(
             "audit compares against the recorded run; it takes no --set".into(),
@@ -312,7 +324,7 @@ fn audit(paths: &Paths, args: &AuditArgs) -> Result<()> {
         mut runners,
         mut reporter,
         cancel,
-    } = Session::open(paths, args.sandbox, AccelChoice::Tcg)?;
+    } = Session::open(paths, args.sandbox, AccelChoice::Tcg, max_unpacked)?;
     let jobs = cpus();
     let dir_order = match args.dir_order {
         DirOrderChoice::Auto => None,

@@ -24,6 +24,8 @@ pub const SANDBOX_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin:/sysroot/usr/bin:/
 
 pub struct HostRunner {
     pub sandbox: Box<dyn Sandbox>,
+    /// The most one source may unpack to.
+    pub max_unpacked: u64,
 }
 
 /// The environment every host step starts from; the step's own `env` is
@@ -122,7 +124,11 @@ impl Runner for HostRunner {
         }
         let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
         let (mut build_dir, build_note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
-        buildtree::prepare(step, &job.sources, build_dir.path())?;
+        let tools = buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        buildtree::prepare(step, &job.sources, build_dir.path(), &tools)?;
         for tree in job.stage_trees() {
             link_tree(&tree, &job.work.join("sysroot"))?;
         }

@@ -55,12 +55,23 @@ pub struct VmRunner {
     bases: BaseDisks,
     /// What a probe found, once per run.
     probed: Option<&'static str>,
+    /// Where a step's patches are applied, and how much a source may unpack to.
+    sandbox: Box<dyn crate::sandbox::Sandbox>,
+    max_unpacked: u64,
 }
 
 impl VmRunner {
     /// `state_root` is where base disks are kept while a run needs them.
-    pub fn new(agent: PathBuf, accel: Accel, state_root: &Path) -> VmRunner {
+    pub fn new(
+        agent: PathBuf,
+        accel: Accel,
+        state_root: &Path,
+        sandbox: Box<dyn crate::sandbox::Sandbox>,
+        max_unpacked: u64,
+    ) -> VmRunner {
         VmRunner {
+            sandbox,
+            max_unpacked,
             agent,
             accel,
             bases: BaseDisks::new(state_root),
@@ -337,7 +348,11 @@ impl VmRunner {
     fn make_job_disk(&self, job: &StepJob) -> Result<PathBuf> {
         let step = &job.planned.chain_step.step;
         let build = job.work.join("build");
-        buildtree::prepare(step, &job.sources, &build)?;
+        let tools = buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        buildtree::prepare(step, &job.sources, &build, &tools)?;
         let meta = build.join(".stagebuild");
         fs::create_dir_all(&meta).io_context(|| format!("creating {}", meta.display()))?;
         let script = match &step.definition.kexec {
@@ -429,22 +444,16 @@ pub(super) fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
             "{reference}: step {step} has not run before this stage"
         ))
     })?;
-    let file = earlier.tree().join(path);
-    if !file.is_file() {
-        return Err(Error::Other(format!(
-            "{reference}: {step}'s output has no {path}"
-        )));
-    }
-    // A link in a step's output must not hand qemu a file of the host.
-    let inside = fs::canonicalize(&file)
-        .and_then(|f| Ok(f.starts_with(fs::canonicalize(earlier.tree())?)))
-        .unwrap_or(false);
-    if !inside {
-        return Err(Error::Other(format!(
-            "{reference}: {path} leads out of {step}'s output"
-        )));
-    }
-    Ok(file)
+    // Handed to qemu and copied into the job: a link in the output that
+    // leads out of it must not carry a host file along.
+    crate::beneath::Root::open(&earlier.tree())
+        .and_then(|tree| tree.real_file(Path::new(path)))
+        .map_err(|e| match crate::beneath::refusal(&e) {
+            Some(_) => Error::Other(format!(
+                "{reference}: {path} leads outside {step}'s output through a symlink"
+            )),
+            None => Error::Other(format!("{reference}: {step}'s output has no {path}")),
+        })
 }
 
 struct Guest<'a> {
