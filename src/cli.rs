@@ -144,6 +144,19 @@ pub struct RunArgs {
     /// A directory to import missing sources from (matched by sha256) before the run.
     #[arg(long = "from", value_name = "DIR")]
     pub from: Vec<PathBuf>,
+    /// Where the steps of vm stages run: qemu (a guest booted per step on the
+    /// stage's kernel) or sandbox (the host sandbox on the same root files,
+    /// under the host's kernel: native speed, but none of the chain's own
+    /// kernels, no real kexec, no guest devices). Both give the same outputs
+    /// and checkpoints, so a resume may switch.
+    #[arg(long, value_enum, default_value_t = GuestChoice::Qemu)]
+    pub guest: GuestChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestChoice {
+    Qemu,
+    Sandbox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

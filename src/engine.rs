@@ -51,6 +51,9 @@ pub struct PlanRow {
     /// The kernel a kexec step jumps to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kexec: Option<String>,
+    /// How a VM step's checkpoint was built: in qemu or in the sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub built_in: Option<crate::runner::guest::GuestMode>,
     #[serde(flatten)]
     pub state: StepState,
 }
@@ -92,6 +95,7 @@ impl Plan {
                 key: p.key.clone(),
                 kernel: p.chain_step.vm.as_ref().map(|vm| vm.kernel.clone()),
                 kexec: (p.chain_step.step.definition.kexec.as_ref()).map(|k| k.kernel.clone()),
+                built_in: None,
                 state: s.clone(),
             })
             .collect()

@@ -988,3 +988,237 @@ fn children_of(pid: u32) -> Vec<u32> {
 fn signal(pid: u32, signal: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
 }
+
+/// The demo's guest steps, built in qemu by the shared build.
+const GUEST_STEPS: [&str; 4] = ["bzip2", "bzip2-check", "kexec-x86_64", "bzip2-x86_64"];
+
+fn resume_with_guest(state: &Path, guest: &str) -> assert_cmd::assert::Assert {
+    stagebuild(state)
+        .args(["run", "--target", "demo", "--resume", "--guest", guest])
+        .timeout(Duration::from_secs(900))
+        .assert()
+}
+
+/// How `status --json` says each VM checkpoint was built.
+fn built_in(state: &Path) -> BTreeMap<String, String> {
+    let status = stagebuild(state)
+        .args(["status", "--json"])
+        .assert()
+        .success();
+    let status: serde_json::Value = serde_json::from_slice(&status.get_output().stdout).unwrap();
+    status["targets"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s["id"].as_str()?.to_string(),
+                s["built_in"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn modes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+#[ignore = "slow: builds the real demo, then its guest steps in the sandbox"]
+fn guest_steps_built_in_the_sandbox_match_qemu_byte_for_byte() {
+    let reference = manifests(built_demo(), "demo");
+    let state = copy_of_built_state("demo-guest-sandbox");
+    forget(&state, &GUEST_STEPS);
+    resume_with_guest(&state, "sandbox").success().stderr(
+        predicate::str::contains("[10/14] guest-initramfs: restored from checkpoint")
+            .and(predicate::str::contains(
+                "stage vm32 (runner: vm, in the bwrap sandbox on the host's kernel)",
+            ))
+            .and(predicate::str::contains("[11/14] bzip2: built"))
+            .and(predicate::str::contains("[13/14] kexec-x86_64: built"))
+            .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
+            .and(predicate::str::contains(": built").count(4)),
+    );
+    assert_eq!(manifests(&state, "demo"), reference);
+
+    // No guest booted: each step ran in the sandbox, as its stage's machine.
+    let bzip2 = log_of(&state, "bzip2");
+    assert!(bzip2.contains("in sandbox mode (bwrap)"), "{bzip2}");
+    assert!(
+        bzip2.contains("\ncompiled in the guest by tcc version 0.9.27 (i386 Linux)\n"),
+        "{bzip2}"
+    );
+    assert!(guest_machines(&bzip2).is_empty(), "{bzip2}");
+    let hop = log_of(&state, "13-kexec-x86_64.log");
+    assert!(
+        hop.contains("is an x86_64 kernel, so the stages after this step run as x86_64"),
+        "{hop}"
+    );
+    let after = log_of(&state, "14-bzip2-x86_64.log");
+    assert!(after.contains("+ uname -m\nx86_64\n"), "{after}");
+    assert!(qemu_processes_for(&state).is_empty());
+
+    // status and plan say so; the host steps were built by neither.
+    let sandboxed: Vec<(&str, &str)> = GUEST_STEPS.iter().map(|s| (*s, "sandbox")).collect();
+    assert_eq!(built_in(&state), modes(&sandboxed));
+    let plan = stagebuild(&state)
+        .args(["plan", "--target", "demo"])
+        .assert()
+        .success();
+    let plan = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    assert!(
+        plan.contains("bzip2-check") && plan.contains("done (in sandbox)"),
+        "{plan}"
+    );
+    let kernels = stagebuild(&state).arg("status").assert().success();
+    let kernels = String::from_utf8_lossy(&kernels.get_output().stdout).to_string();
+    assert!(
+        kernels.contains("(built in sandbox, uname: i686 "),
+        "{kernels}"
+    );
+
+    // The mode is in no key: a qemu run restores all of it and builds nothing.
+    resume_with_guest(&state, "qemu").success().stderr(
+        predicate::str::contains("[14/14] bzip2-x86_64: restored from checkpoint")
+            .and(predicate::str::contains(": built").not())
+            .and(predicate::str::contains("no longer fits").not()),
+    );
+}
+
+/// A step that records what a guest step sees of its environment.
+const PROBE_STEP: &str = "name: probe\nversion: \"1\"\ndescription: Records what a guest step sees.\nbuild: |\n  mkdir -p \"$OUT/etc\"\n  {\n    env | sort\n    uname -m\n    umask\n    pwd\n    hostname\n    id\n    ls -la / /stagebuild /build /tmp\n    echo \"args: $0 $#\"\n  } > \"$OUT/etc/probe\"\n  cat \"$OUT/etc/probe\"\n";
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn a_guest_step_sees_the_same_environment_in_qemu_and_in_the_sandbox() {
+    let state = copy_of_built_state("demo-guest-probe");
+    let project = project_with_vm_target("demo-guest-probe-project", &[("probe", PROBE_STEP)]);
+    run_faulty(&project, &state, false).success();
+    let probe = |state: &Path| {
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs::read(state.join("targets/faulty.json")).unwrap()).unwrap();
+        let key = record["steps"]["probe"]["key"].as_str().unwrap();
+        let dir = state.join("checkpoints").join(key);
+        let text = fs::read_to_string(dir.join("tree/etc/probe")).unwrap();
+        fs::remove_dir_all(dir).unwrap();
+        text
+    };
+    let in_qemu = probe(&state);
+    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
+    cmd.arg("--project")
+        .arg(&project)
+        .arg("--state")
+        .arg(&state)
+        .arg("--mirror")
+        .arg(mirror())
+        .args([
+            "run", "--target", "faulty", "--resume", "--guest", "sandbox",
+        ])
+        .timeout(Duration::from_secs(600))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("[11/11] probe: built"));
+    let in_sandbox = probe(&state);
+    assert!(in_qemu.contains("\ni686\n"), "{in_qemu}");
+    assert!(in_qemu.contains("OUT=/stagebuild/out\n"), "{in_qemu}");
+    // Dates differ (the base disk pins its files to 1980); nothing else may.
+    let undated = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("total "))
+            .map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                if words.len() >= 9 && l.starts_with(['d', '-', 'l']) {
+                    format!("{} {} {}", words[0], words[2], words[8..].join(" "))
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(undated(&in_sandbox), undated(&in_qemu));
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guests"]
+fn killed_in_qemu_mode_then_resumed_in_sandbox_mode_keeps_the_qemu_checkpoints() {
+    let reference = manifests(built_demo(), "demo");
+    let state = copy_of_built_state("demo-guest-switch");
+    forget(&state, &GUEST_STEPS);
+    // SIGKILLed in qemu mode while the second guest step builds.
+    kill_resume_when(&state, "bzip2-check", "=== stagebuild: build ===");
+    resume_with_guest(&state, "sandbox").success().stderr(
+        predicate::str::contains("[11/14] bzip2: restored from checkpoint")
+            .and(predicate::str::contains("[12/14] bzip2-check: built"))
+            .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
+            .and(predicate::str::contains(": built").count(3)),
+    );
+    assert_eq!(manifests(&state, "demo"), reference);
+    assert_eq!(
+        built_in(&state),
+        modes(&[
+            ("bzip2", "qemu"),
+            ("bzip2-check", "sandbox"),
+            ("kexec-x86_64", "sandbox"),
+            ("bzip2-x86_64", "sandbox"),
+        ])
+    );
+
+    // And back: qemu mode keeps the sandbox-built steps and boots the last
+    // one on a base disk made from every earlier tree, in the 64-bit kernel.
+    forget(&state, &["bzip2-x86_64"]);
+    resume_with_guest(&state, "qemu").success().stderr(
+        predicate::str::contains("[12/14] bzip2-check: restored from checkpoint")
+            .and(predicate::str::contains(
+                "[13/14] kexec-x86_64: restored from checkpoint",
+            ))
+            .and(predicate::str::contains("[14/14] bzip2-x86_64: built"))
+            .and(predicate::str::contains(": built").count(1))
+            .and(predicate::str::contains("no longer fits").not()),
+    );
+    let log = log_of(&state, "14-bzip2-x86_64.log");
+    assert_eq!(guest_machines(&log), ["x86_64"], "{log}");
+    assert_eq!(manifests(&state, "demo"), reference);
+    // A qemu checkpoint on a disk made from the trees is restored again.
+    resume_with_guest(&state, "qemu").success().stderr(
+        predicate::str::contains("[14/14] bzip2-x86_64: restored from checkpoint")
+            .and(predicate::str::contains("no longer fits").not()),
+    );
+}
+
+#[test]
+#[ignore = "slow: builds the real demo"]
+fn a_guest_step_in_the_sandbox_is_stopped_at_its_timeout() {
+    let state = copy_of_built_state("demo-guest-sandbox-timeout");
+    let project = project_with_vm_target(
+        "demo-guest-sandbox-timeout-project",
+        &[(
+            "sleepy",
+            "name: sleepy\nversion: \"1\"\ndescription: Sleeps too long.\ntimeout: 2\nbuild: |\n  echo sleeping\n  sleep 600\n",
+        )],
+    );
+    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
+    cmd.arg("--project")
+        .arg(&project)
+        .arg("--state")
+        .arg(&state)
+        .arg("--mirror")
+        .arg(mirror())
+        .args(["run", "--target", "faulty", "--guest", "sandbox"])
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("step sleepy failed (ran past its timeout of 2s)").and(
+                predicate::str::contains("run --target faulty --resume --guest sandbox"),
+            ),
+        );
+    let log = log_of(&state, "../faulty/sleepy");
+    assert!(
+        log.contains("+ sleep 600\n# stagebuild: the step ran past its timeout"),
+        "{log}"
+    );
+}

@@ -209,7 +209,7 @@ fn environment(book: &Book, step: &StepInfo) -> String {
             "The sandbox has no network and its own PID, IPC and UTS namespaces (hostname `stagebuild`). It sees the host's toolchain (`/usr`, `/etc`, …) read-only, the outputs of the earlier steps of its stage merged read-only at `/sysroot`, its unpacked sources at `/build` and its output directory at `/out`, both writable, and a private `/tmp`. The umask is 022. The environment is exactly:",
         ),
         RunnerKind::Vm => (
-            crate::runner::vm::guest_env(&job),
+            crate::runner::guest_job::guest_env(&job),
             "The guest boots from a disk that holds every earlier step's output; the job (sources and commands) arrives on a second disk and is unpacked at `/build`, and the output is collected from `/stagebuild/out` and copied into the guest's root for the steps after it. The agent exports exactly:",
         ),
     };

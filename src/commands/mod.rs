@@ -15,7 +15,8 @@ mod status;
 mod table;
 
 use crate::cli::{
-    AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, PlanArgs, RunArgs, SandboxChoice,
+    AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, GuestChoice, PlanArgs, RunArgs,
+    SandboxChoice,
 };
 use crate::engine::{Engine, Plan, RunOptions};
 use crate::error::{Error, Result};
@@ -26,6 +27,8 @@ use crate::report;
 use crate::runner::Cancel;
 use crate::runner::Runners;
 use crate::runner::builddir::DirOrder;
+use crate::runner::guest::built_in_dir;
+use crate::runner::guest_sandbox::GuestSandboxRunner;
 use crate::runner::host::HostRunner;
 use crate::runner::vm::{Accel, VmRunner};
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
@@ -109,6 +112,9 @@ pub fn resume_command(cli: &Cli, args: &RunArgs) -> String {
         words.push(format!("--mirror {}", mirror.display()));
     }
     words.push(format!("run --target {} --resume", args.target.target));
+    if args.guest == GuestChoice::Sandbox {
+        words.push("--guest sandbox".into());
+    }
     for (var, value) in &args.target.overrides {
         words.push(format!("--set {var}={value}"));
     }
@@ -175,6 +181,7 @@ impl Session {
                     sandbox(choice)?,
                     max_unpacked,
                 ),
+                guest_sandbox: None,
             },
             project,
             state,
@@ -202,6 +209,14 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         mut reporter,
         cancel,
     } = Session::open(paths, args.sandbox, args.accel, cli.max_unpacked)?;
+    if args.guest == GuestChoice::Sandbox {
+        let agent = project.agent_path();
+        runners.guest_sandbox = Some(GuestSandboxRunner::new(
+            sandbox(args.sandbox)?,
+            agent,
+            cli.max_unpacked,
+        ));
+    }
     let resume = resume_command(cli, args);
     let opts = RunOptions {
         target: args.target.target.clone(),
@@ -264,7 +279,11 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
         &args.target.target,
         &args.target.overrides,
     )?;
-    let rows = plan.rows();
+    let mut rows = plan.rows();
+    let store = state.store();
+    for row in rows.iter_mut().filter(|r| r.state == StepState::Done) {
+        row.built_in = built_in_dir(&store.dir(&row.key));
+    }
     if args.json {
         let doc = serde_json::json!({
             "target": plan.chain.target.name,
@@ -302,8 +321,9 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
             }
             None => String::new(),
         };
+        let built = (row.built_in.map(|m| format!(" (in {m})"))).unwrap_or_default();
         println!(
-            "  {}  {}{why}{jump}",
+            "  {}  {}{built}{why}{jump}",
             columns.cells(row),
             table::state_label(&row.state)
         );

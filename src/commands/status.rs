@@ -6,6 +6,7 @@ use crate::cli::StatusArgs;
 use crate::color::{Stream, Style, paint};
 use crate::error::Result;
 use crate::report;
+use crate::runner::guest::built_in_dir;
 use crate::state::StateDir;
 
 pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
@@ -23,6 +24,7 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
                 "steps": r.steps.iter().map(|(id, s)| serde_json::json!({
                     "id": id, "key": s.key, "checkpoint": store.exists(&s.key),
                     "kernel": recorded_kernel(&store, &s.key),
+                    "built_in": built_in_dir(&store.dir(&s.key)),
                     "log": Some(state.log_path(&r.target, id)).filter(|p| p.exists()),
                     "earlier_logs": crate::logs::earlier(&state.log_dir(&r.target), id),
                 })).collect::<Vec<_>>(),
@@ -54,8 +56,9 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
             } else {
                 paint(Stream::Stdout, Style::Error, "checkpoint missing")
             };
-            let kernel = recorded_kernel(&store, &step.key)
-                .map(|k| format!(" (guest kernel: {k})"))
+            let kernel = built_in_dir(&store.dir(&step.key))
+                .zip(recorded_kernel(&store, &step.key))
+                .map(|(mode, k)| format!(" (built in {mode}, uname: {k})"))
                 .unwrap_or_default();
             let earlier = match crate::logs::earlier(&logs, id).len() {
                 0 => String::new(),

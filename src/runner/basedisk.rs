@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::guest::{install_copy, own_dirs};
 use super::tool::{dies_with_stagebuild, run_tool};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
@@ -77,17 +78,8 @@ impl BaseDisks {
         for tree in trees {
             link_tree(tree, &root)?;
         }
-        for dir in ["proc", "sys", "dev", "tmp", "build", "stagebuild"] {
-            fs::create_dir_all(root.join(dir))
-                .io_context(|| format!("creating {dir} in the root disk"))?;
-        }
-        let installed = root.join("stagebuild/agent");
-        fs::copy(agent, &installed).io_context(|| format!("copying {}", agent.display()))?;
-        fs::set_permissions(
-            &installed,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .io_context(|| format!("setting the mode of {}", installed.display()))?;
+        own_dirs(&root, &["proc", "sys", "dev", "tmp", "build", "stagebuild"])?;
+        install_copy(agent, &root.join("stagebuild/agent"), 0o755)?;
 
         let raw = scratch.join("base.raw");
         // No journal: a disk whose step did not finish cleanly is thrown

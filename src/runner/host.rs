@@ -6,12 +6,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
 use super::builddir::BuildDir;
+use super::group::{self, Ended};
 use super::{Cancel, Runner, StepJob};
 use crate::buildtree;
 use crate::error::{Error, IoContext, Result};
@@ -150,83 +147,26 @@ impl Runner for HostRunner {
             shell_words(&argv)
         )
         .io_context(|| format!("writing {}", job.log.display()))?;
-        let clone_log = || log.try_clone().io_context(|| "cloning the log handle");
-
-        let handle = duct::cmd(&argv[0], &argv[1..])
-            .stdin_null()
-            .stdout_file(clone_log()?)
-            .stderr_file(clone_log()?)
-            .unchecked()
-            .full_env(BTreeMap::<String, String>::new())
-            .before_spawn(|cmd| {
-                // Its own process group, so that one signal reaches everything it started.
-                std::os::unix::process::CommandExt::process_group(cmd, 0);
-                Ok(())
-            })
-            .start()
-            .io_context(|| format!("starting the sandbox for {id}"))?;
-        let pgid = Pid::from_raw(handle.pids()[0] as i32);
-
-        // A thread blocks in wait, so the end of a short step is seen at once;
-        // this one wakes now and then to look at the cancel flag.
-        let waited = std::thread::scope(|scope| {
-            let (done, finished) = std::sync::mpsc::channel();
-            let handle = &handle;
-            scope.spawn(move || done.send(handle.wait().map(|output| output.status)));
-            loop {
-                match finished.recv_timeout(Duration::from_millis(50)) {
-                    Ok(status) => return Some(status),
-                    Err(_) if cancel.is_set() => {
-                        stop_group(pgid, handle);
-                        return None;
-                    }
-                    Err(_) => {}
-                }
+        let status = match group::run(&argv, &log, cancel, None, None)? {
+            Ended::Exited(status) => status,
+            Ended::Interrupted | Ended::TimedOut => {
+                let _ = writeln!(log, "# stagebuild: interrupted");
+                return Err(Error::Interrupted {
+                    step: id.to_string(),
+                });
             }
-        });
-        let Some(status) = waited else {
-            let _ = writeln!(log, "# stagebuild: interrupted");
-            return Err(Error::Interrupted {
-                step: id.to_string(),
-            });
         };
-        let status = status.io_context(|| format!("waiting for {id}"))?;
-        // Whatever the step left running in its group goes with it.
-        let _ = killpg(pgid, Signal::SIGKILL);
         if status.success() {
             build_dir.remove()?;
             return Ok(());
         }
         drop(build_dir);
-        let status = match status.code() {
-            Some(code) => format!("exit code {code}"),
-            None => "killed by a signal".to_string(),
-        };
-        Err(Error::StepFailed {
-            step: id.to_string(),
-            status,
-            tail: log_tail(&job.log, 30),
-            log: job.log.clone(),
-        })
+        Err(group::step_failed(id, status, &job.log))
     }
-}
-
-/// SIGTERM to the whole group, a grace period, then SIGKILL.
-fn stop_group(pgid: Pid, handle: &duct::Handle) {
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if matches!(handle.try_wait(), Ok(Some(_))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = handle.wait();
 }
 
 /// A fresh log for this attempt; earlier attempts' logs go to the history.
-fn open_log(path: &Path) -> Result<fs::File> {
+pub(super) fn open_log(path: &Path) -> Result<fs::File> {
     crate::logs::keep_earlier(path)?;
     crate::statefs::create_new(path).io_context(|| format!("creating {}", path.display()))
 }
@@ -250,7 +190,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         .to_string()
 }
 
-fn shell_words(argv: &[String]) -> String {
+pub(super) fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()

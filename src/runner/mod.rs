@@ -3,6 +3,10 @@
 
 pub mod basedisk;
 pub mod builddir;
+pub mod group;
+pub mod guest;
+pub mod guest_job;
+pub mod guest_sandbox;
 pub mod host;
 pub mod kexec;
 pub mod tool;
@@ -104,13 +108,16 @@ impl StepJob<'_> {
 pub struct Runners {
     pub host: host::HostRunner,
     pub vm: vm::VmRunner,
+    /// Runs the `vm` stages instead of qemu when set (`run --guest sandbox`).
+    pub guest_sandbox: Option<guest_sandbox::GuestSandboxRunner>,
 }
 
 impl Runners {
     pub fn for_kind(&mut self, kind: crate::target::RunnerKind) -> &mut dyn Runner {
-        match kind {
-            crate::target::RunnerKind::Host => &mut self.host,
-            crate::target::RunnerKind::Vm => &mut self.vm,
+        match (kind, &mut self.guest_sandbox) {
+            (crate::target::RunnerKind::Host, _) => &mut self.host,
+            (crate::target::RunnerKind::Vm, Some(sandboxed)) => sandboxed,
+            (crate::target::RunnerKind::Vm, None) => &mut self.vm,
         }
     }
 

@@ -10,7 +10,6 @@
 //! a tar to a disk with serial `out`. QMP tells stagebuild about panics and
 //! lets it stop the guest.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -20,10 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::basedisk::BaseDisks;
+use super::guest::{Backing, GuestMode, backing, built_in};
 use super::host::log_tail;
 use super::tool::run_tool;
 use super::{Cancel, Earlier, Runner, StepJob};
-use crate::buildtree;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::fresh_dir;
@@ -146,11 +145,6 @@ impl Drop for Qemu {
     }
 }
 
-/// Single-quotes a value for the guest's shell.
-fn quoted(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
-}
-
 impl Runner for VmRunner {
     fn name(&self) -> String {
         "vm (qemu)".to_string()
@@ -164,26 +158,25 @@ impl Runner for VmRunner {
         checkpoint: &Checkpoint,
         earlier: &[Earlier],
     ) -> std::result::Result<(), String> {
+        // Built in sandbox mode: a tree and no disk, which fits like a host output.
+        if built_in(&checkpoint.meta) == Some(GuestMode::Sandbox) {
+            return Ok(());
+        }
         let recorded = fs::read_to_string(checkpoint.dir.join(BACKING))
             .map_err(|e| format!("{BACKING}: {e}"))?;
         let recorded = recorded.trim();
         let settings = step.vm.as_ref().expect("a vm stage has vm settings");
-        let actual = match previous_in_machine(earlier, settings) {
-            Some(previous) => {
+        let actual = match backing(earlier, settings) {
+            Backing::Overlay(previous) => {
                 crate::digest::file_sha256(&previous.dir.join("disk.qcow2"))
                     .map_err(|e| format!("its backing disk: {e}"))?
                     .0
             }
             // The base disk is made again from the earlier outputs; it is
             // the same disk if they are the same files.
-            None => self
+            Backing::Base(trees) => self
                 .bases
-                .ensure(
-                    Some(recorded),
-                    &base_trees(earlier, settings),
-                    &self.agent,
-                    settings.disk,
-                )
+                .ensure(Some(recorded), &trees, &self.agent, settings.disk)
                 .map_err(|e| format!("its base disk: {e}"))?,
         };
         if recorded == actual {
@@ -215,9 +208,9 @@ impl Runner for VmRunner {
             .transpose()?;
 
         // The root disk: an overlay on the disk of the previous step in this
-        // guest, or on a new base disk made from the earlier stages' outputs.
-        let (backing, backing_relative) = match previous_in_machine(&job.earlier, &settings) {
-            Some(e) => {
+        // guest, or on a new base disk made from the earlier outputs.
+        let (backing, backing_relative) = match backing(&job.earlier, &settings) {
+            Backing::Overlay(e) => {
                 let key = e
                     .dir
                     .file_name()
@@ -225,13 +218,10 @@ impl Runner for VmRunner {
                     .unwrap_or_default();
                 (e.dir.join("disk.qcow2"), format!("../{key}/disk.qcow2"))
             }
-            None => {
-                let sha256 = self.bases.ensure(
-                    None,
-                    &base_trees(&job.earlier, &settings),
-                    &self.agent,
-                    settings.disk,
-                )?;
+            Backing::Base(trees) => {
+                let sha256 = self
+                    .bases
+                    .ensure(None, &trees, &self.agent, settings.disk)?;
                 (
                     self.bases.path(&sha256),
                     BaseDisks::name_from_checkpoint(&sha256),
@@ -346,27 +336,11 @@ impl VmRunner {
     /// The step as a tar: its prepared build directory, with the script and
     /// environment the agent runs under `.stagebuild/`.
     fn make_job_disk(&self, job: &StepJob) -> Result<PathBuf> {
-        let step = &job.planned.chain_step.step;
-        let build = job.work.join("build");
-        let tools = buildtree::Tools {
+        let tools = crate::buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
         };
-        buildtree::prepare(step, &job.sources, &build, &tools)?;
-        let meta = build.join(".stagebuild");
-        fs::create_dir_all(&meta).io_context(|| format!("creating {}", meta.display()))?;
-        let script = match &step.definition.kexec {
-            Some(hop) => super::kexec::prepare(job, hop, &meta)?,
-            None => step.script(),
-        };
-        fs::write(meta.join("step.sh"), script).io_context(|| "writing the step's script")?;
-        let env = guest_env(job);
-        let exports: String = env
-            .iter()
-            .map(|(k, v)| format!("export {k}={}\n", quoted(v)))
-            .collect();
-        fs::write(meta.join("env"), exports).io_context(|| "writing the step's environment")?;
-
+        let build = super::guest_job::prepare(job, &tools)?;
         let tar_path = job.work.join("job.tar");
         let file = fs::File::create(&tar_path)
             .io_context(|| format!("creating {}", tar_path.display()))?;
@@ -378,53 +352,6 @@ impl VmRunner {
             .io_context(|| format!("writing {}", tar_path.display()))?;
         Ok(tar_path)
     }
-}
-
-/// The environment of a step in the guest (the agent exports it before the
-/// step's script).
-pub fn guest_env(job: &StepJob) -> BTreeMap<String, String> {
-    let step = &job.planned.chain_step.step;
-    let mut env: BTreeMap<String, String> = [
-        ("PATH", "/usr/bin:/bin:/usr/sbin:/sbin".to_string()),
-        ("HOME", "/build".to_string()),
-        ("TZ", "UTC".to_string()),
-        ("LC_ALL", "C".to_string()),
-        ("SOURCE_DATE_EPOCH", job.source_date_epoch.to_string()),
-        ("OUT", "/stagebuild/out".to_string()),
-        ("JOBS", "1".to_string()),
-        (
-            "STAGEBUILD_WORKDIR",
-            Path::new("/build")
-                .join(step.definition.workdir.as_deref().unwrap_or(""))
-                .display()
-                .to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if let Some(pass) = job.planned.chain_step.pass {
-        env.insert("PASS".into(), pass.to_string());
-    }
-    env.extend(step.definition.env.clone());
-    env
-}
-
-/// The outputs a guest's base disk holds: those of the steps before it ran.
-fn base_trees(earlier: &[Earlier], settings: &VmSettings) -> Vec<PathBuf> {
-    earlier
-        .iter()
-        .filter(|e| e.machine.as_ref() != Some(&settings.machine))
-        .map(Earlier::tree)
-        .collect()
-}
-
-/// The step before this one in the same guest, whose disk this one's sits on.
-fn previous_in_machine<'a>(earlier: &'a [Earlier], settings: &VmSettings) -> Option<&'a Earlier> {
-    earlier
-        .iter()
-        .rev()
-        .find(|e| e.machine.as_ref() == Some(&settings.machine))
 }
 
 /// The kernel command line: the console stagebuild reads, then the target's.

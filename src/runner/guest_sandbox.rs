@@ -1,0 +1,419 @@
+//! Sandbox mode for guest stages (`run --guest sandbox`): a step of a `vm`
+//! stage runs in the host sandbox instead of a qemu guest, at native speed.
+//!
+//! It sees what its guest would: `/` holds every earlier output (what the
+//! base disk is made from, plus what the agent copied into the root after
+//! each earlier guest step), linked like a host step's sysroot and mounted
+//! read-only, with the agent at `/stagebuild/agent`; nothing of the host's
+//! `/usr`. The step's job is the one qemu mode ships to the guest (its
+//! prepared build directory with `.stagebuild/step.sh` and `.stagebuild/env`),
+//! mounted at `/build`, and the guest's own busybox shell runs it as the
+//! agent does: the same environment, working directory, umask and `OUT`
+//! (`/stagebuild/out`). A stage whose kernel is 32-bit runs under the 32-bit
+//! personality, so `uname -m` says `i686` as in its guest.
+//!
+//! What it gives up: the stage's own kernel (the host's runs the programs,
+//! and `uname -r` names it), the kernel hop itself (a kexec step loads
+//! nothing; its output is empty, as in the guest), the guest's devices, and
+//! a writable root. See docs/design.md, "Guest stages in the sandbox".
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::personality::Persona;
+
+use super::group::{self, Ended};
+use super::guest::{install_copy, own_dirs, root_trees};
+use super::guest_job::{self, GUEST_PATH};
+use super::host::{open_log, shell_words};
+use super::vm::{KERNEL, earlier_file};
+use super::{Cancel, Runner, StepJob};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{fresh_dir, link_tree, remove_tree};
+use crate::sandbox::{Mount, Sandbox, SandboxSpec};
+
+/// `PER_LINUX32` from <linux/personality.h>: uname(2) reports `i686`.
+const PER_LINUX32: i32 = 0x0008;
+
+/// What the agent does before the step's script (vm/agent): read the
+/// environment the host wrote, enter the working directory, set the umask.
+/// Its own environment at that point is the kernel's for init (`HOME`,
+/// `TERM`) and the `PATH` it exports; busybox counts shells in `SHLVL`, and
+/// the agent is the second of the boot (the initramfs's `init` runs it).
+const AGENT_STEP: &str = "SHLVL=2; . /build/.stagebuild/env; cd \"$STAGEBUILD_WORKDIR\" || exit 125; \
+                          umask 022; sh -e /build/.stagebuild/step.sh 2>&1";
+
+/// Top-level directories of the guest's root that are mounted afresh rather
+/// than taken from the earlier outputs, as the agent mounts them in the guest.
+const MOUNTED: [&str; 4] = ["proc", "dev", "tmp", "build"];
+
+pub struct GuestSandboxRunner {
+    sandbox: Box<dyn Sandbox>,
+    /// The guest agent, at `/stagebuild/agent` as on a base disk.
+    agent: PathBuf,
+    /// The most one source may unpack to.
+    max_unpacked: u64,
+}
+
+/// The machine a guest's kernel makes: what `uname -m` says there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    I686,
+    X86_64,
+}
+
+impl Machine {
+    /// Reads a bzImage's boot header (the x86 boot protocol): a kernel with
+    /// a 64-bit entry point (`XLF_KERNEL_64` in `xloadflags`, protocol 2.12
+    /// and later) is x86_64, any other i686.
+    pub fn of_kernel(kernel: &Path) -> Result<Machine> {
+        let mut header = [0u8; 0x238];
+        fs::File::open(kernel)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .io_context(|| format!("reading the boot header of {}", kernel.display()))?;
+        if &header[0x202..0x206] != b"HdrS" {
+            return Err(Error::Other(format!(
+                "{}: not a bzImage (no boot header), so its machine is unknown",
+                kernel.display()
+            )));
+        }
+        let version = u16::from_le_bytes([header[0x206], header[0x207]]);
+        let xloadflags = u16::from_le_bytes([header[0x236], header[0x237]]);
+        Ok(if version >= 0x020c && xloadflags & 1 == 1 {
+            Machine::X86_64
+        } else {
+            Machine::I686
+        })
+    }
+
+    /// The execution domain that makes uname(2) say [`Machine::name`]:
+    /// `PER_LINUX32` or plain `PER_LINUX`, whatever stagebuild runs under.
+    fn persona(self) -> Persona {
+        match self {
+            Machine::I686 => Persona::from_bits_retain(PER_LINUX32),
+            Machine::X86_64 => Persona::empty(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Machine::I686 => "i686",
+            Machine::X86_64 => "x86_64",
+        }
+    }
+}
+
+impl Runner for GuestSandboxRunner {
+    fn name(&self) -> String {
+        format!(
+            "vm, in the {} sandbox on the host's kernel",
+            self.sandbox.name()
+        )
+    }
+
+    fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
+        let chain_step = &job.planned.chain_step;
+        let settings = chain_step.vm.clone().expect("a vm stage has vm settings");
+        let id = job.planned.id();
+        if std::env::consts::ARCH != "x86_64" {
+            return Err(Error::Usage(format!(
+                "step {id}: --guest sandbox runs the guest's x86 programs on this machine's \
+                 CPU, and this is {}; use --guest qemu",
+                std::env::consts::ARCH
+            )));
+        }
+        fresh_dir(&job.work)?;
+        for dir in ["extras", "build", "out", "tmp"] {
+            fs::create_dir(job.work.join(dir))
+                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
+        }
+        let mut log = open_log(&job.log)?;
+        let mut note = |text: String| {
+            writeln!(log, "{text}").io_context(|| format!("writing {}", job.log.display()))
+        };
+
+        // A hop boots nothing here: the stages after it run under the
+        // personality of the kernel it would have loaded. In the guest its
+        // output is empty too (the new kernel's agent sends an empty tar).
+        if let Some(hop) = &chain_step.step.definition.kexec {
+            let kernel = earlier_file(job, &hop.kernel)?;
+            if let Some(initrd) = &hop.initrd {
+                earlier_file(job, initrd)?;
+            }
+            let machine = Machine::of_kernel(&kernel)?;
+            note(format!(
+                "# stagebuild step {id}: a kernel hop in sandbox mode\n# key {key}\n\
+                 # no kernel is loaded; {kernel} is an {machine} kernel, so the stages after \
+                 this step run as {machine}, on the host's kernel\n# output: none, as in the guest",
+                key = job.planned.key,
+                kernel = hop.kernel,
+                machine = machine.name()
+            ))?;
+            return record_machine(job, machine);
+        }
+
+        // The files qemu would boot must be there, though nothing boots them.
+        let machine = Machine::of_kernel(&earlier_file(job, &settings.kernel)?)?;
+        if let Some(initrd) = &settings.initrd {
+            earlier_file(job, initrd)?;
+        }
+        let tools = crate::buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        let build = guest_job::prepare(job, &tools)?;
+        let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;
+        let spec = spec(job, &root, &build)?;
+        let argv = self.sandbox.command(&spec);
+        note(format!(
+            "# stagebuild step {id} in sandbox mode ({}), as its guest would run it: {}\n\
+             # key {}\n# {}",
+            self.sandbox.name(),
+            machine.name(),
+            job.planned.key,
+            shell_words(&argv)
+        ))?;
+        let timeout = chain_step
+            .step
+            .definition
+            .timeout
+            .unwrap_or(settings.step_timeout);
+        let ended = group::run(
+            &argv,
+            &log,
+            cancel,
+            Some(machine.persona()),
+            Some(Duration::from_secs(timeout)),
+        )?;
+        match ended {
+            Ended::Exited(status) if status.success() => {}
+            Ended::Exited(status) => return Err(group::step_failed(id, status, &job.log)),
+            Ended::Interrupted => {
+                let _ = writeln!(log, "# stagebuild: interrupted");
+                return Err(Error::Interrupted {
+                    step: id.to_string(),
+                });
+            }
+            Ended::TimedOut => {
+                let _ = writeln!(log, "# stagebuild: the step ran past its timeout");
+                return Err(Error::StepFailed {
+                    step: id.to_string(),
+                    status: format!("ran past its timeout of {timeout}s"),
+                    tail: super::host::log_tail(&job.log, 30),
+                    log: job.log.clone(),
+                });
+            }
+        }
+        record_machine(job, machine)?;
+        remove_tree(&root)?;
+        fresh_dir(&build)
+    }
+}
+
+impl GuestSandboxRunner {
+    pub fn new(sandbox: Box<dyn Sandbox>, agent: PathBuf, max_unpacked: u64) -> GuestSandboxRunner {
+        GuestSandboxRunner {
+            sandbox,
+            agent,
+            max_unpacked,
+        }
+    }
+}
+
+/// `work/root`: the guest's root, linked from `trees` in order, with the
+/// directories and agent a base disk has; and `work/tmp` with the mode of
+/// the guest's `/tmp`.
+fn make_root(work: &Path, trees: &[PathBuf], agent_file: &Path) -> Result<PathBuf> {
+    let root = work.join("root");
+    fresh_dir(&root)?;
+    for tree in trees {
+        link_tree(tree, &root)?;
+    }
+    // What mke2fs and basedisk.rs add, and the agent makes at boot.
+    own_dirs(
+        &root,
+        &[
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "build",
+            "lost+found",
+            "stagebuild",
+            "stagebuild/out",
+        ],
+    )?;
+    install_copy(agent_file, &root.join("stagebuild/agent"), 0o755)?;
+    // The modes the guest shows: mke2fs's lost+found, sysfs's root,
+    // the agent's tmpfs on /tmp.
+    for (path, mode) in [
+        (root.join("lost+found"), 0o700),
+        (root.join("sys"), 0o555),
+        (work.join("tmp"), 0o1777),
+    ] {
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .io_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// The sandbox: each top-level entry of `root` read-only at `/` (the
+/// sandbox's own root is an empty tmpfs made read-only, so nothing else is
+/// there), then what the agent mounts or makes writable. `/tmp` is the
+/// step's own directory, with the mode of the guest's tmpfs.
+fn spec(job: &StepJob, root: &Path, build: &Path) -> Result<SandboxSpec> {
+    let mut names: Vec<String> = fs::read_dir(root)
+        .io_context(|| format!("reading {}", root.display()))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .io_context(|| format!("reading {}", root.display()))?;
+    names.sort();
+    let mut mounts = Vec::new();
+    for name in names.iter().filter(|n| !MOUNTED.contains(&n.as_str())) {
+        let src = root.join(name);
+        let dst = Path::new("/").join(name);
+        match fs::read_link(&src) {
+            Ok(target) => mounts.push(Mount::Symlink { target, link: dst }),
+            Err(_) => mounts.push(Mount::RoBind { src, dst }),
+        }
+    }
+    mounts.extend([
+        Mount::Proc {
+            dst: "/proc".into(),
+        },
+        Mount::Dev { dst: "/dev".into() },
+        Mount::Bind {
+            src: job.work.join("tmp"),
+            dst: "/tmp".into(),
+        },
+        Mount::Bind {
+            src: build.to_path_buf(),
+            dst: "/build".into(),
+        },
+        Mount::Bind {
+            src: job.out(),
+            dst: "/stagebuild/out".into(),
+        },
+    ]);
+    Ok(SandboxSpec {
+        mounts,
+        env: [("HOME", "/"), ("TERM", "linux"), ("PATH", GUEST_PATH)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        cwd: "/".into(),
+        // The kernel's default: the agent sets no hostname.
+        hostname: "(none)".into(),
+        umask: 0o022,
+        argv: vec!["/bin/sh".into(), "-c".into(), AGENT_STEP.into()],
+    })
+}
+
+/// Records what `uname` said to the step, as a qemu step records the kernel
+/// its agent announced: the machine, and the release of the host's kernel.
+fn record_machine(job: &StepJob, machine: Machine) -> Result<()> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .io_context(|| "reading the host kernel's release")?;
+    fs::write(
+        job.extras().join(KERNEL),
+        format!("{} {}\n", machine.name(), release.trim()),
+    )
+    .io_context(|| "recording the step's machine")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bzimage(version: u16, xloadflags: u16) -> tempfile::NamedTempFile {
+        let mut header = vec![0u8; 0x400];
+        header[0x202..0x206].copy_from_slice(b"HdrS");
+        header[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+        header[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&header).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_machine_comes_from_the_kernels_boot_header() {
+        assert_eq!(
+            Machine::of_kernel(bzimage(0x020f, 0x7f).path()).unwrap(),
+            Machine::X86_64
+        );
+        assert_eq!(
+            Machine::of_kernel(bzimage(0x020f, 0x7e).path()).unwrap(),
+            Machine::I686
+        );
+        // Before protocol 2.12 the field is something else.
+        assert_eq!(
+            Machine::of_kernel(bzimage(0x020b, 0x01).path()).unwrap(),
+            Machine::I686
+        );
+        let mut not_a_kernel = tempfile::NamedTempFile::new().unwrap();
+        not_a_kernel.write_all(&[0u8; 0x400]).unwrap();
+        let e = Machine::of_kernel(not_a_kernel.path()).unwrap_err();
+        assert!(e.to_string().contains("not a bzImage"), "{e}");
+    }
+
+    /// An earlier output holding the root's fixed names as links or files
+    /// makes nothing outside the root and writes into no checkpoint.
+    #[test]
+    fn the_root_replaces_what_an_earlier_output_put_in_its_fixed_places() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let path = |p: &str| scratch.path().join(p);
+        let outside = path("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o750)).unwrap();
+        let agent = path("agent");
+        fs::write(&agent, "#!/bin/sh\n").unwrap();
+
+        // A checkpoint with a file where the agent goes.
+        let with_agent = path("tree-agent");
+        fs::create_dir_all(with_agent.join("stagebuild")).unwrap();
+        fs::write(with_agent.join("stagebuild/agent"), "an output\n").unwrap();
+        // One with links to outside where the root has directories.
+        let with_links = path("tree-links");
+        fs::create_dir_all(&with_links).unwrap();
+        for name in ["stagebuild", "sys", "lost+found"] {
+            std::os::unix::fs::symlink(&outside, with_links.join(name)).unwrap();
+        }
+        for trees in [[with_agent.clone()], [with_links]] {
+            let work = path("work");
+            fresh_dir(&work.join("tmp")).unwrap();
+            let root = make_root(&work, &trees, &agent).unwrap();
+            assert_eq!(
+                fs::read_to_string(root.join("stagebuild/agent")).unwrap(),
+                "#!/bin/sh\n"
+            );
+            for dir in ["stagebuild/out", "sys", "lost+found"] {
+                assert!(
+                    fs::symlink_metadata(root.join(dir)).unwrap().is_dir(),
+                    "{dir}"
+                );
+            }
+        }
+        assert_eq!(
+            fs::read_to_string(with_agent.join("stagebuild/agent")).unwrap(),
+            "an output\n"
+        );
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        let mode = fs::metadata(&outside).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
+    }
+
+    #[test]
+    fn the_32_bit_personality_makes_uname_say_i686() {
+        let out = duct::cmd("uname", ["-m"])
+            .before_spawn(|cmd| {
+                group::set_persona(cmd, Machine::I686.persona());
+                Ok(())
+            })
+            .read()
+            .unwrap();
+        assert_eq!(out, "i686");
+    }
+}
