@@ -113,10 +113,13 @@ pub struct CacheSettings {
 /// on the command line wins over the environment, which wins over the file.
 pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSettings>> {
     let path = project.join(CONFIG_FILE);
-    let file: ConfigFile = if path.exists() {
-        crate::yaml::read(&path)?
-    } else {
-        ConfigFile::default()
+    let doc = match path.exists() {
+        true => Some(crate::yaml::Doc::read(&path)?),
+        false => None,
+    };
+    let file: ConfigFile = match &doc {
+        Some(doc) => doc.parse()?,
+        None => ConfigFile::default(),
     };
     let env = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty());
     let Some(url) = flag.map(str::to_string).or(env).or(file.url) else {
@@ -131,11 +134,11 @@ pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSetting
         .iter()
         .map(|k| {
             super::sign::TrustedKey::parse(&k.name, &k.key.value).map_err(|e| {
-                Error::input(
-                    &path,
-                    crate::yaml::line_of(&k.key),
-                    format!("trusted key {}: {e}", k.name),
-                )
+                let message = format!("trusted key {}: {e}", k.name);
+                match &doc {
+                    Some(doc) => doc.error(&k.key, message),
+                    None => Error::input(&path, None, message),
+                }
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -192,7 +195,9 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = e.to_string();
         assert!(
-            e.ends_with("cache.yaml:4: trusted key ci: expected 32 bytes, got 2"),
+            e.ends_with(
+                "cache.yaml:4:10: trusted key ci: expected 32 bytes, got 2\n  |\n4 |     key: 00ff\n  |          ^^^^"
+            ),
             "{e}"
         );
         // --cache off wins over the file.

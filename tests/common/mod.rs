@@ -250,3 +250,49 @@ pub fn kill_at_fault_point(child: &mut std::process::Child) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Checks that an error message `expected` (which starts `FILE:LINE:COLUMN:`)
+/// is followed in `shown` by that line of FILE (under `project`) and a caret
+/// under the column. An empty file has no line to show.
+pub fn shows_the_offending_line(shown: &str, expected: &str, project: &Path) -> Result<(), String> {
+    let mut parts = expected.splitn(4, ':');
+    let (file, line, column) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(column)) => (file, line, column),
+        _ => return Err("the message does not start FILE:LINE:COLUMN:".into()),
+    };
+    let line: usize = line
+        .parse()
+        .map_err(|_| format!("no line number in {expected:?}"))?;
+    let column: usize = column
+        .trim()
+        .parse()
+        .map_err(|_| format!("no column in {expected:?}"))?;
+    let text = String::from_utf8_lossy(&fs::read(project.join(file)).unwrap()).into_owned();
+    let Some(source) = text.lines().nth(line - 1) else {
+        return if text.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{file} has no line {line}"))
+        };
+    };
+    let source: String = source
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    let gutter = format!("\n{line} | ");
+    let at = shown
+        .find(&format!("{gutter}{source}\n"))
+        .ok_or_else(|| format!("line {line} ({source:?}) is not shown"))?;
+    let caret_line = shown[at + gutter.len() + source.len() + 1..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    let pad = " ".repeat(line.to_string().len());
+    let offset = (column - 1).min(source.chars().count());
+    let caret = format!("{pad} | {}^", " ".repeat(offset));
+    if caret_line.starts_with(&caret) {
+        Ok(())
+    } else {
+        Err(format!("no caret at column {column}: {caret_line:?}"))
+    }
+}
