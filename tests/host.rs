@@ -517,3 +517,19 @@ fn bad_input_is_refused_before_anything_is_written() {
     );
     assert!(!f.state().exists());
 }
+
+#[test]
+fn an_unreadable_record_says_to_start_fresh_and_never_to_resume() {
+    let f = Fixture::tiny();
+    fs::create_dir_all(f.state().join("targets")).unwrap();
+    fs::write(f.state().join("targets/t.json"), "{ not json").unwrap();
+    let assert = f
+        .cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("targets/t.json: unreadable"), "{stderr}");
+    assert!(stderr.contains("run with --fresh"), "{stderr}");
+    assert!(!stderr.contains("to resume"), "{stderr}");
+}

@@ -375,7 +375,7 @@ fn verify_reports_missing_corrupt_and_unreferenced_files() {
         .cmd()
         .args(["mirror", "verify", "--json"])
         .assert()
-        .code(1);
+        .code(2);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(
         report["files"][0],
@@ -393,8 +393,9 @@ fn verify_reports_missing_corrupt_and_unreferenced_files() {
     p.cmd()
         .args(["mirror", "verify"])
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains("MISSING  a.tar"));
+        .code(2)
+        .stdout(predicate::str::contains("MISSING  a.tar"))
+        .stderr(predicate::str::contains("1 file(s) missing or corrupt"));
 }
 
 #[test]

@@ -48,12 +48,10 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, String> {
 }
 
 /// A new signing key from the kernel's random source.
-pub fn generate() -> Result<SigningKey, String> {
+pub fn generate() -> std::io::Result<SigningKey> {
     let mut secret = [0u8; 32];
-    let mut random =
-        std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    std::io::Read::read_exact(&mut random, &mut secret)
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    std::io::Read::read_exact(&mut random, &mut secret)?;
     Ok(SigningKey::from_bytes(&secret))
 }
 

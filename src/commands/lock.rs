@@ -115,9 +115,12 @@ fn add(
         .io_context(|| "creating a temporary file in the mirror")?;
     let file: &Path = if is_url {
         let http = HttpFetcher::new(Duration::from_secs(30), 4, Duration::from_millis(500))
-            .map_err(|e| Error::Other(format!("setting up HTTP: {e}")))?;
+            .map_err(|problem| Error::Host {
+                context: "setting up HTTP".into(),
+                problem,
+            })?;
         http.fetch_url(source, None, tmp.path(), &Quiet)
-            .map_err(|e| Error::Other(format!("{source}: {e}")))?;
+            .map_err(|e| Error::Fetch(format!("{source}: {e}")))?;
         tmp.path()
     } else {
         Path::new(source)

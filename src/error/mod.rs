@@ -221,3 +221,34 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_resumes_is_what_a_rerun_can_continue() {
+        let corrupt = Error::CorruptState {
+            path: "state/targets/t.json".into(),
+            problem: "EOF".into(),
+        };
+        assert_eq!(corrupt.exit_code(), exit::BAD_INPUT);
+        assert!(!corrupt.resumable());
+        let fetch = Error::Fetch("2 source(s) could not be fetched".into());
+        assert_eq!(fetch.exit_code(), exit::BUILD_FAILED);
+        assert!(fetch.resumable());
+        let missing = Error::MirrorIncomplete {
+            mirror: "m".into(),
+            count: 1,
+        };
+        assert_eq!(missing.exit_code(), exit::BAD_INPUT);
+        assert!(!missing.resumable());
+        let interrupted = Error::Interrupted { step: "a".into() };
+        let wrapped = Error::Resumable {
+            inner: Box::new(interrupted),
+            command: "stagebuild run --target t --resume".into(),
+        };
+        assert_eq!(wrapped.exit_code(), exit::INTERRUPTED);
+        assert!(!wrapped.resumable(), "it already says how");
+    }
+}
