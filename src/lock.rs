@@ -29,11 +29,22 @@ struct RawEntry {
     #[serde(default)]
     urls: Vec<Spanned<String>>,
     #[serde(default)]
-    apt: Option<Spanned<AptSource>>,
+    apt: Option<RawApt>,
     #[serde(default)]
     git: Option<Spanned<String>>,
     #[serde(default)]
     commit: Option<Spanned<String>>,
+}
+
+/// [`AptSource`] as written, with where each part is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApt {
+    package: Spanned<String>,
+    version: Spanned<String>,
+    file: Spanned<String>,
+    #[serde(default)]
+    binary: bool,
 }
 
 /// A file that the host's package tool can fetch: `apt-get source
@@ -157,17 +168,24 @@ impl Lock {
                     .map_err(|why| doc.error(url, format!("{name}: {why}")))?;
             }
             if let Some(apt) = &raw.apt {
-                names::apt_package(&apt.value.package)
-                    .and_then(|()| names::apt_version(&apt.value.version))
-                    .and_then(|()| names::plain_file_name(&apt.value.file))
-                    .map_err(|why| doc.error(apt, format!("{name}: {why}")))?;
+                let check = |value: &Spanned<String>, ok: std::result::Result<(), String>| {
+                    ok.map_err(|why| doc.error(value, format!("{name}: {why}")))
+                };
+                check(&apt.package, names::apt_package(&apt.package.value))?;
+                check(&apt.version, names::apt_version(&apt.version.value))?;
+                check(&apt.file, names::plain_file_name(&apt.file.value))?;
             }
             let entry = LockEntry {
                 name: name.clone(),
                 sha256: sha256.clone(),
                 size: raw.size.value,
                 urls: raw.urls.iter().map(|u| u.value.clone()).collect(),
-                apt: raw.apt.as_ref().map(|a| a.value.clone()),
+                apt: raw.apt.as_ref().map(|a| AptSource {
+                    package: a.package.value.clone(),
+                    version: a.version.value.clone(),
+                    file: a.file.value.clone(),
+                    binary: a.binary,
+                }),
                 git,
                 line,
             };

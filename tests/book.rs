@@ -79,7 +79,7 @@ fn book_check_names_the_file_and_line_of_a_missing_description_and_patch_reason(
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "steps/hello.yaml:6: each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }",
+            "steps/hello.yaml:6:5: each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }",
         ));
 }
 

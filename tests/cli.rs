@@ -400,7 +400,7 @@ fn a_missing_field_is_named_with_an_example_and_workdir_dot_is_the_build_directo
             .args(["plan", "--target", "t"])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("steps/hello.yaml:5: workdir"));
+            .stderr(predicate::str::contains("steps/hello.yaml:5:10: workdir"));
         f.write("steps/hello.yaml", text);
     }
 }

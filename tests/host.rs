@@ -461,7 +461,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     };
 
     f.write("steps/hello.yaml", format!("{step}colour: red\n"));
-    check(&["steps/hello.yaml:12: unknown field `colour`"]);
+    check(&["steps/hello.yaml:12:1: unknown field `colour`"]);
 
     f.write(
         "steps/hello.yaml",
@@ -470,7 +470,7 @@ fn bad_input_is_refused_before_anything_is_written() {
             "sources:\n  - hello-2.0.tar.gz",
         ),
     );
-    check(&["steps/hello.yaml:5:", "hello-2.0.tar.gz", "not in"]);
+    check(&["steps/hello.yaml:5:5:", "hello-2.0.tar.gz", "not in"]);
 
     f.write("steps/hello.yaml", &step);
     let short = lock
@@ -486,7 +486,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         .join("\n");
     f.write("sources.lock", short);
     check(&[
-        "sources.lock:3:",
+        "sources.lock:4:13:",
         "64 lowercase hex digits",
         "62 characters",
     ]);

@@ -395,7 +395,7 @@ fn verify_reports_missing_corrupt_and_unreferenced_files() {
         .assert()
         .code(2)
         .stdout(predicate::str::contains("MISSING  a.tar"))
-        .stderr(predicate::str::contains("1 file(s) missing or corrupt"));
+        .stderr(predicate::str::contains("2 file(s) missing or corrupt"));
 }
 
 #[test]
