@@ -194,9 +194,7 @@ fn init_then_plan_then_run_builds_the_example_in_an_empty_directory() {
         .stderr(predicate::str::contains(
             "[1/1] hello: built and checkpointed",
         ));
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(project.join("state/targets/main.json")).unwrap())
-            .unwrap();
+    let record = common::record(&project.join("state"), "main");
     let key = record["steps"]["hello"]["key"].as_str().unwrap();
     let hello = project
         .join("state/checkpoints")

@@ -718,8 +718,7 @@ fn a_full_disk_fails_the_commit_cleanly_and_resume_finishes_after_space_is_freed
                 .and(predicate::str::contains("to resume from here:")),
         );
     // The earlier checkpoint still loads; the failed one is not there.
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     assert!(record["steps"].get("fill").is_none());
     assert_eq!(
         fs::read_dir(f.state().join("checkpoints")).unwrap().count(),

@@ -77,8 +77,7 @@ fn a_damaged_checkpoint_is_rebuilt_with_a_warning() {
     let f = fixture_with("hello, greet");
     f.cmd().args(["run", "--target", "t"]).assert().success();
     let before = manifests(&f.state(), "t");
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["greet"]["key"]
         .as_str()
         .unwrap()
@@ -136,8 +135,7 @@ fn sandbox_is_clean_confined_and_offline(sandbox: &str) {
         "the sandbox reached the host's listener"
     );
 
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["probe"]["key"].as_str().unwrap();
     let out = f.state().join("checkpoints").join(key).join("tree");
     let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
