@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use super::Mirror;
 use crate::lock::LockEntry;
@@ -85,27 +84,18 @@ pub fn fetch_all(
     let tmp = mirror.tmp_dir()?;
     reporter.begin(missing.len(), missing.iter().map(|g| g[0].size).sum());
 
-    let queue = Mutex::new(missing);
-    let done = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    // Not `while let`: that would hold the lock while fetching.
-                    let next = queue.lock().unwrap().pop();
-                    let Some(group) = next else { break };
-                    let outcome = fetch_one(mirror, &group, fetchers, &tmp, reporter);
-                    for entry in &group {
-                        reporter.finished(&entry.name, &outcome);
-                        done.lock()
-                            .unwrap()
-                            .push((entry.name.clone(), outcome.clone()));
-                    }
-                }
-            });
-        }
+    let done = super::pool::run(missing, jobs, |group| {
+        let outcome = fetch_one(mirror, &group, fetchers, &tmp, reporter);
+        let named: Vec<_> = group
+            .iter()
+            .map(|entry| {
+                reporter.finished(&entry.name, &outcome);
+                (entry.name.clone(), outcome.clone())
+            })
+            .collect();
+        named
     });
-    results.extend(done.into_inner().unwrap());
+    results.extend(done.into_iter().flatten());
     results.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(results)
 }
