@@ -168,9 +168,10 @@ impl Lock {
                     .map_err(|why| doc.error(url, format!("{name}: {why}")))?;
             }
             if let Some(apt) = &raw.apt {
-                let check = |value: &Spanned<String>, ok: std::result::Result<(), String>| {
-                    ok.map_err(|why| doc.error(value, format!("{name}: {why}")))
-                };
+                let check =
+                    |value: &Spanned<String>, ok: std::result::Result<(), names::Refused>| {
+                        ok.map_err(|why| doc.error(value, format!("{name}: {why}")))
+                    };
                 check(&apt.package, names::apt_package(&apt.package.value))?;
                 check(&apt.version, names::apt_version(&apt.version.value))?;
                 check(&apt.file, names::plain_file_name(&apt.file.value))?;

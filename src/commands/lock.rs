@@ -148,7 +148,7 @@ fn add(
 
     // The name becomes a file name in the mirror; the URL is what others fetch.
     crate::names::plain_file_name(&name).map_err(|why| Error::Usage(format!("--name {why}")))?;
-    crate::names::download_url(&published).map_err(Error::Usage)?;
+    crate::names::download_url(&published).map_err(|why| Error::Usage(why.to_string()))?;
 
     let text = std::fs::read_to_string(&lock_path)
         .io_context(|| format!("reading {}", lock_path.display()))?;
