@@ -115,9 +115,9 @@ fn add(
         .io_context(|| "creating a temporary file in the mirror")?;
     let file: &Path = if is_url {
         let http = HttpFetcher::new(Duration::from_secs(30), 4, Duration::from_millis(500))
-            .map_err(|problem| Error::Host {
+            .map_err(|e| Error::Host {
                 context: "setting up HTTP".into(),
-                problem,
+                problem: e.to_string(),
             })?;
         http.fetch_url(source, None, tmp.path(), &Quiet)
             .map_err(|e| Error::Fetch(format!("{source}: {e}")))?;

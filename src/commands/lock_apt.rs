@@ -42,7 +42,7 @@ pub fn add(
         .prefix("lock-add-apt-")
         .tempdir_in(mirror.tmp_dir()?)
         .io_context(|| "creating a temporary directory in the mirror")?;
-    let failure = run_apt_get(apt, false, work.path()).map_err(Error::Fetch)?;
+    let failure = run_apt_get(apt, false, work.path()).map_err(|e| Error::Fetch(e.to_string()))?;
     let file_name = match file {
         Some(file) => plain_name(file)?.to_string(),
         None => orig_tarball(work.path(), failure.as_deref())?,

@@ -106,9 +106,9 @@ fn fetch(project: &Project, mirror: &Mirror, args: &FetchArgs) -> Result<()> {
         args.tries,
         Duration::from_millis(args.backoff_ms),
     )
-    .map_err(|problem| Error::Host {
+    .map_err(|e| Error::Host {
         context: "setting up HTTP".into(),
-        problem,
+        problem: e.to_string(),
     })?;
     let from = FromMirrors {
         mirrors: args.from.iter().map(|f| From::parse(f)).collect(),

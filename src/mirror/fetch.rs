@@ -37,7 +37,38 @@ pub trait Fetcher: Sync {
         attempt: &Attempt,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), String>;
+    ) -> Result<(), FetchError>;
+}
+
+/// Why one attempt did not give the file; the next place is tried.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server or the network: an HTTP status, a stall, a short body.
+    #[error("{0}")]
+    Http(String),
+    /// A file on this machine could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// git or apt-get failed, or did not give the file.
+    #[error("{0}")]
+    Tool(String),
+    /// This fetcher cannot use what the lock entry gives.
+    #[error("{0}")]
+    NotApplicable(String),
+    /// The file arrived but the mirror refused it (its size or checksum).
+    #[error("{0}")]
+    Refused(#[from] crate::error::Error),
+}
+
+impl FetchError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FetchError {
+        let context = context.into();
+        move |source| FetchError::Io { context, source }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +159,7 @@ fn fetch_one(
                     .and_then(|()| {
                         mirror
                             .land(&first.sha256, first.size, &names, &part)
-                            .map_err(|e| e.to_string())
+                            .map_err(FetchError::from)
                     });
                 match result {
                     Ok(()) => {
