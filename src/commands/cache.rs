@@ -66,10 +66,10 @@ fn open(settings: &CacheSettings) -> Result<Remote> {
     Remote::open(&settings.url).map_err(failed(settings))
 }
 
-fn failed(settings: &CacheSettings) -> impl Fn(String) -> Error + '_ {
-    move |problem| Error::Cache {
+fn failed(settings: &CacheSettings) -> impl Fn(crate::cache::CacheError) -> Error + '_ {
+    move |e| Error::Cache {
         url: settings.url.to_string(),
-        problem,
+        problem: e.to_string(),
     }
 }
 
@@ -95,7 +95,7 @@ pub fn run(paths: &Paths, flag: Option<&str>, command: &CacheCommand) -> Result<
                             "key": l.key, "step": d.meta.step, "version": d.meta.version,
                             "files": d.blobs().len(), "signed_by": d.signed.as_ref().map(|s| &s.key),
                         }),
-                        Err(why) => serde_json::json!({ "key": l.key, "problem": why }),
+                        Err(why) => serde_json::json!({ "key": l.key, "problem": why.to_string() }),
                     })
                     .collect();
                 println!(
@@ -178,7 +178,7 @@ fn push_target(
     remote: &Remote,
     target: &str,
 ) -> Result<()> {
-    remote.writable().map_err(Error::Usage)?;
+    remote.writable().map_err(|e| Error::Usage(e.to_string()))?;
     let state = StateDir::open(paths.state.clone())?;
     let record = state.record(target)?;
     if record.steps.is_empty() {
@@ -192,7 +192,7 @@ fn push_target(
         .as_deref()
         .map(sign::load_signing_key)
         .transpose()
-        .map_err(Error::Usage)?;
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let store = state.store();
     let mut reporter = report::for_stderr();
     let mut failures = 0;
