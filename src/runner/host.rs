@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::builddir::BuildDir;
 use super::group::{self, Ended};
+use super::shell::shell_words;
+use super::steplog::open_log;
 use super::{Cancel, Runner, StepJob};
 use crate::buildtree;
 use crate::error::{Error, IoContext, Result};
@@ -163,45 +165,4 @@ impl Runner for HostRunner {
         drop(build_dir);
         Err(group::step_failed(id, status, &job.log))
     }
-}
-
-/// A fresh log for this attempt; earlier attempts' logs go to the history.
-pub(super) fn open_log(path: &Path) -> Result<fs::File> {
-    crate::logs::keep_earlier(path)?;
-    crate::statefs::create_new(path).io_context(|| format!("creating {}", path.display()))
-}
-
-/// The last `lines` lines of a log, indented.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = crate::statefs::open_read(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut bytes = Vec::new();
-    let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| format!("  | {l}\n"))
-        .collect::<String>()
-        .trim_end()
-        .to_string()
-}
-
-pub(super) fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

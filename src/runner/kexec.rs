@@ -12,7 +12,7 @@ use std::fs;
 use std::path::Path;
 
 use super::StepJob;
-use super::vm::{command_line, earlier_file};
+use super::guest::{command_line, earlier_file};
 use crate::error::{IoContext, Result};
 use crate::step::Kexec;
 

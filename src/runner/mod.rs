@@ -1,7 +1,6 @@
 //! Runners execute one step in its environment. A new kind of runner (a VM,
 //! a foreign architecture) is one new module implementing [`Runner`].
 
-pub mod basedisk;
 pub mod builddir;
 pub mod group;
 pub mod guest;
@@ -9,6 +8,9 @@ pub mod guest_job;
 pub mod guest_sandbox;
 pub mod host;
 pub mod kexec;
+pub mod machine;
+pub mod shell;
+pub mod steplog;
 pub mod tool;
 pub mod vm;
 

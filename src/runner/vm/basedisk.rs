@@ -12,10 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::guest::{install_copy, own_dirs};
-use super::tool::{dies_with_stagebuild, run_tool};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
+use crate::runner::guest::{install_copy, own_dirs};
+use crate::runner::tool::{dies_with_stagebuild, run_tool};
 
 /// Every inode's atime, ctime and mtime, and the file system's own dates:
 /// 1980-01-01, a fixed date rather than the time the disk was made.
