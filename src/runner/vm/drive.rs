@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::agent::Message;
 use super::console;
 use super::qemu::Started;
 use crate::error::{Error, IoContext, Result};
@@ -59,37 +60,36 @@ pub fn supervise(
             // The guest has the port closed (booting, or done).
             Ok(0) => std::thread::sleep(Duration::from_millis(50)),
             Ok(_) if line.ends_with('\n') => {
-                let message = std::mem::take(&mut line);
-                let message = message.trim_end_matches('\n');
-                let (word, rest) = message.split_once(' ').unwrap_or((message, ""));
-                match word {
-                    "HELLO" => {
+                let mut message = std::mem::take(&mut line);
+                message.pop();
+                match Message::parse(&message) {
+                    Message::Hello(announced) => {
                         hello = Some(Instant::now());
-                        kernel = rest.to_string();
                         let _ = writeln!(
                             log,
-                            "# guest up after {:.1}s: {rest}",
+                            "# guest up after {:.1}s: {announced}",
                             started.elapsed().as_secs_f64()
                         );
+                        kernel = announced.to_string();
                     }
                     // QEMU reports nothing for a kexec: the new kernel
                     // is noticed by its agent's HELLO, under the boot
                     // timeout again.
-                    "KEXEC" => {
+                    Message::Kexec => {
                         hopped = true;
                         hello = None;
                         started = Instant::now();
                         let _ = writeln!(log, "# kexec: the guest jumps to the loaded kernel");
                     }
-                    "LOG" => {
-                        let _ = writeln!(log, "{rest}");
+                    Message::Log(text) => {
+                        let _ = writeln!(log, "{text}");
                     }
-                    "EXIT" => code = rest.trim().parse().ok(),
-                    "DONE" => {
+                    Message::Exit(exit) => code = Some(exit),
+                    Message::Done => {
                         done = true;
                         output_written = Some(Instant::now());
                     }
-                    _ => {
+                    Message::Unknown(message) => {
                         let _ = writeln!(log, "# unexpected from the agent: {message}");
                     }
                 }

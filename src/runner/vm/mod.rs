@@ -11,8 +11,10 @@
 //! lets it stop the guest.
 //!
 //! Its parts: the step's disks ([`disks`], on a [`basedisk`]), the qemu
-//! process ([`qemu`]) and the loop that follows the guest ([`drive`]).
+//! process ([`qemu`]), what the guest agent says ([`agent`]) and the loop
+//! that follows the guest ([`drive`]).
 
+mod agent;
 pub mod basedisk;
 mod console;
 mod disks;
