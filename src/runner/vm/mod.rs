@@ -11,8 +11,8 @@
 //! lets it stop the guest.
 //!
 //! Its parts: the step's disks ([`disks`], on a [`basedisk`]), the qemu
-//! process ([`qemu`]), what the guest agent says ([`agent`]) and the loop
-//! that follows the guest ([`drive`]).
+//! process ([`qemu`]), what the agent says ([`agent`]), what becomes of the
+//! guest ([`supervisor`]) and the loop that feeds that and acts on it ([`drive`]).
 
 mod agent;
 pub mod basedisk;
@@ -20,17 +20,19 @@ mod console;
 mod disks;
 mod drive;
 mod qemu;
+mod supervisor;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::basedisk::BaseDisks;
 use self::disks::BACKING;
-use self::drive::Limits;
+use self::drive::Ended;
 pub use self::qemu::Accel;
 use self::qemu::{Boot, kvm_boots};
+use self::supervisor::{Limits, Supervisor};
 /// Where `status` reads the kernel a checkpoint's guest ended in.
 pub use super::guest::KERNEL;
 use super::guest::{Backing, DISK, GuestMode, backing, built_in, earlier_file};
@@ -189,16 +191,19 @@ impl Runner for VmRunner {
             work: &job.work,
         }
         .start()?;
-        let ended = drive::supervise(id, &console, &limits, started, &mut log, cancel)?;
-        let code = ended.code;
-        if code != 0 {
-            return Err(Error::StepFailed {
-                step: id.to_string(),
-                status: format!("exit code {code} in the guest"),
-                tail: log_tail(&job.log, 30),
-                log: job.log.clone(),
-            });
-        }
+        let kexec_step = chain_step.step.definition.kexec.is_some();
+        let machine = Supervisor::new(limits, kexec_step, Instant::now());
+        let ended_in = match drive::supervise(id, &console, machine, started, &mut log, cancel)? {
+            Ended::Succeeded(kernel) => kernel,
+            Ended::Failed(code) => {
+                return Err(Error::StepFailed {
+                    step: id.to_string(),
+                    status: format!("exit code {code} in the guest"),
+                    tail: log_tail(&job.log, 30),
+                    log: job.log.clone(),
+                });
+            }
+        };
 
         // The output tar the agent wrote, checked like any archive.
         let out =
@@ -206,14 +211,7 @@ impl Runner for VmRunner {
         crate::archive::unpack_tar(std::io::BufReader::new(out), &job.out())
             .map_err(|e| Error::Other(format!("step {id}: the guest's output: {e}")))?;
         root.detach()?;
-        if chain_step.step.definition.kexec.is_some() && !ended.hopped {
-            return Err(console::failure(
-                id,
-                &console,
-                "the kexec step ended without jumping to the new kernel",
-            ));
-        }
-        fs::write(job.extras().join(KERNEL), format!("{}\n", ended.kernel))
+        fs::write(job.extras().join(KERNEL), format!("{ended_in}\n"))
             .io_context(|| "recording the guest's kernel")?;
         for scratch in [job_disk, out_disk] {
             let _ = fs::remove_file(scratch);
