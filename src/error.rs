@@ -84,6 +84,12 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+
+    // Added for the runners (issue 16): what a runner found wrong besides
+    // the step failing (a disk tool, a mount, an earlier step's file, the
+    // guest's output). Exit code BUILD_FAILED.
+    #[error(transparent)]
+    Runner(#[from] crate::runner::error::RunnerError),
 }
 
 fn location(path: &std::path::Path, line: Option<u64>) -> String {
@@ -103,6 +109,7 @@ impl Error {
             Error::StepFailed { .. } | Error::Vm { .. } | Error::Io { .. } | Error::Other(_) => {
                 exit::BUILD_FAILED
             }
+            Error::Runner(_) => exit::BUILD_FAILED,
         }
     }
 

@@ -7,9 +7,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::error::RunnerError;
 use super::{Earlier, StepJob};
 use crate::checkpoint::Meta;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsutil::remove_tree;
 use crate::target::VmSettings;
 
@@ -31,20 +32,33 @@ pub fn command_line(append: &str) -> String {
 /// A step's file from an earlier step's output: `STEP:PATH`.
 pub fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
     let (step, path) = VmSettings::file_ref(reference).expect("checked when the target was loaded");
-    let earlier: &Earlier = job.earlier.iter().find(|e| e.id == step).ok_or_else(|| {
-        Error::Other(format!(
-            "{reference}: step {step} has not run before this stage"
-        ))
-    })?;
+    let earlier: &Earlier =
+        job.earlier
+            .iter()
+            .find(|e| e.id == step)
+            .ok_or_else(|| RunnerError::NotRunBefore {
+                reference: reference.to_string(),
+                step: step.to_string(),
+            })?;
     // Handed to qemu and copied into the job: a link in the output that
     // leads out of it must not carry a host file along.
     crate::beneath::Root::open(&earlier.tree())
         .and_then(|tree| tree.real_file(Path::new(path)))
-        .map_err(|e| match crate::beneath::refusal(&e) {
-            Some(_) => Error::Other(format!(
-                "{reference}: {path} leads outside {step}'s output through a symlink"
-            )),
-            None => Error::Other(format!("{reference}: {step}'s output has no {path}")),
+        .map_err(|e| {
+            let (reference, step, path) = (reference.to_string(), step.to_string(), path.into());
+            match crate::beneath::refusal(&e) {
+                Some(_) => RunnerError::LeadsOutside {
+                    reference,
+                    step,
+                    path,
+                },
+                None => RunnerError::NotInOutput {
+                    reference,
+                    step,
+                    path,
+                },
+            }
+            .into()
         })
 }
 

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use nix::sys::personality::Persona;
 
-use crate::error::{Error, IoContext, Result};
+use super::error::RunnerError;
+use crate::error::{IoContext, Result};
 
 /// `PER_LINUX32` from <linux/personality.h>: uname(2) reports `i686`.
 const PER_LINUX32: i32 = 0x0008;
@@ -29,10 +30,10 @@ impl Machine {
             .and_then(|mut f| f.read_exact(&mut header))
             .io_context(|| format!("reading the boot header of {}", kernel.display()))?;
         if &header[0x202..0x206] != b"HdrS" {
-            return Err(Error::Other(format!(
-                "{}: not a bzImage (no boot header), so its machine is unknown",
-                kernel.display()
-            )));
+            return Err(RunnerError::NotBzImage {
+                kernel: kernel.to_path_buf(),
+            }
+            .into());
         }
         let version = u16::from_le_bytes([header[0x206], header[0x207]]);
         let xloadflags = u16::from_le_bytes([header[0x236], header[0x237]]);

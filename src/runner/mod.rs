@@ -2,6 +2,7 @@
 //! a foreign architecture) is one new module implementing [`Runner`].
 
 pub mod builddir;
+pub mod error;
 pub mod group;
 pub mod guest;
 pub mod guest_job;
@@ -140,7 +141,7 @@ pub trait Runner {
         _step: &ChainStep,
         _checkpoint: &Checkpoint,
         _earlier: &[Earlier],
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), error::Misfit> {
         Ok(())
     }
     /// Called when every step of a run is checkpointed: drops what the

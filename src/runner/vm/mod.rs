@@ -33,6 +33,7 @@ use self::drive::Ended;
 pub use self::qemu::Accel;
 use self::qemu::{Boot, kvm_boots};
 use self::supervisor::{Limits, Supervisor};
+use super::error::{Misfit, RunnerError};
 /// Where `status` reads the kernel a checkpoint's guest ended in.
 pub use super::guest::KERNEL;
 use super::guest::{Backing, DISK, GuestMode, backing, built_in, earlier_file};
@@ -100,19 +101,23 @@ impl Runner for VmRunner {
         step: &ChainStep,
         checkpoint: &Checkpoint,
         earlier: &[Earlier],
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), Misfit> {
         // Built in sandbox mode: a tree and no disk, which fits like a host output.
         if built_in(&checkpoint.meta) == Some(GuestMode::Sandbox) {
             return Ok(());
         }
-        let recorded = fs::read_to_string(checkpoint.dir.join(BACKING))
-            .map_err(|e| format!("{BACKING}: {e}"))?;
+        let recorded = fs::read_to_string(checkpoint.dir.join(BACKING)).map_err(|source| {
+            Misfit::NoBackingRecord {
+                file: BACKING,
+                source,
+            }
+        })?;
         let recorded = recorded.trim();
         let settings = step.vm.as_ref().expect("a vm stage has vm settings");
         let actual = match backing(earlier, settings) {
             Backing::Overlay(previous) => {
                 crate::digest::file_sha256(&previous.dir.join(DISK))
-                    .map_err(|e| format!("its backing disk: {e}"))?
+                    .map_err(Misfit::BackingDisk)?
                     .0
             }
             // The base disk is made again from the earlier outputs; it is
@@ -120,12 +125,12 @@ impl Runner for VmRunner {
             Backing::Base(trees) => self
                 .bases
                 .ensure(Some(recorded), &trees, &self.agent, settings.disk)
-                .map_err(|e| format!("its base disk: {e}"))?,
+                .map_err(|e| Misfit::BaseDisk(Box::new(e)))?,
         };
         if recorded == actual {
             Ok(())
         } else {
-            Err("its disk was made on a disk that has since been rebuilt".into())
+            Err(Misfit::Rebuilt)
         }
     }
 
@@ -208,8 +213,12 @@ impl Runner for VmRunner {
         // The output tar the agent wrote, checked like any archive.
         let out =
             fs::File::open(&out_disk).io_context(|| format!("opening {}", out_disk.display()))?;
-        crate::archive::unpack_tar(std::io::BufReader::new(out), &job.out())
-            .map_err(|e| Error::Other(format!("step {id}: the guest's output: {e}")))?;
+        crate::archive::unpack_tar(std::io::BufReader::new(out), &job.out()).map_err(|source| {
+            RunnerError::GuestOutput {
+                step: id.to_string(),
+                source,
+            }
+        })?;
         root.detach()?;
         fs::write(job.extras().join(KERNEL), format!("{ended_in}\n"))
             .io_context(|| "recording the guest's kernel")?;
