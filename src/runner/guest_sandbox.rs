@@ -26,7 +26,7 @@ use super::group::{self, Ended};
 use super::guest::{KERNEL, earlier_file, install_copy, own_dirs, root_trees};
 use super::guest_job::{self, GUEST_PATH};
 use super::machine::Machine;
-use super::shell::shell_words;
+use super::shell;
 use super::steplog::{log_tail, open_log};
 use super::{Cancel, Runner, StepJob};
 use crate::error::{Error, IoContext, Result};
@@ -121,7 +121,7 @@ impl Runner for GuestSandboxRunner {
             self.sandbox.name(),
             machine.name(),
             job.planned.key,
-            shell_words(&argv)
+            shell::words(&argv)
         ))?;
         let timeout = chain_step
             .step

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::builddir::BuildDir;
 use super::group::{self, Ended};
-use super::shell::shell_words;
+use super::shell;
 use super::steplog::open_log;
 use super::{Cancel, Runner, StepJob};
 use crate::buildtree;
@@ -146,7 +146,7 @@ impl Runner for HostRunner {
             job.planned.key,
             self.sandbox.name(),
             build_note.map_or_else(String::new, |note| format!("# {note}\n")),
-            shell_words(&argv)
+            shell::words(&argv)
         )
         .io_context(|| format!("writing {}", job.log.display()))?;
         let status = match group::run(&argv, &log, cancel, None, None)? {
