@@ -12,7 +12,7 @@ use nix::sys::personality::Persona;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::Cancel;
+use super::cancel::Cancel;
 use super::steplog::log_tail;
 use crate::error::{Error, IoContext, Result};
 

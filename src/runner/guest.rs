@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::RunnerError;
-use super::{Earlier, StepJob};
+use super::job::{Earlier, StepJob};
 use crate::checkpoint::Meta;
 use crate::error::{IoContext, Result};
 use crate::fsutil::remove_tree;

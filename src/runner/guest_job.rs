@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::StepJob;
+use super::job::StepJob;
 use super::shell::quote;
 use crate::buildtree;
 use crate::error::{IoContext, Result};

@@ -22,13 +22,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cancel::Cancel;
 use super::group::{self, Ended};
 use super::guest::{KERNEL, earlier_file, install_copy, own_dirs, root_trees};
 use super::guest_job::{self, GUEST_PATH};
+use super::job::{Runner, StepJob};
 use super::machine::Machine;
 use super::shell;
 use super::steplog::{log_tail, open_log};
-use super::{Cancel, Runner, StepJob};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
 use crate::sandbox::{Mount, Sandbox, SandboxSpec};

@@ -8,10 +8,11 @@ use std::io::Write;
 use std::path::Path;
 
 use super::builddir::BuildDir;
+use super::cancel::Cancel;
 use super::group::{self, Ended};
+use super::job::{Runner, StepJob};
 use super::shell;
 use super::steplog::open_log;
-use super::{Cancel, Runner, StepJob};
 use crate::buildtree;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree};

@@ -11,8 +11,8 @@
 use std::fs;
 use std::path::Path;
 
-use super::StepJob;
 use super::guest::{command_line, earlier_file};
+use super::job::StepJob;
 use super::shell::quote;
 use crate::error::{IoContext, Result};
 use crate::step::Kexec;

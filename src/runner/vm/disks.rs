@@ -9,8 +9,8 @@ use std::process::Command;
 
 use super::basedisk::BaseDisks;
 use crate::error::{IoContext, Result};
-use crate::runner::StepJob;
 use crate::runner::guest::{Backing, DISK, backing};
+use crate::runner::job::StepJob;
 use crate::runner::tool::run_tool;
 use crate::sandbox::Sandbox;
 use crate::target::VmSettings;

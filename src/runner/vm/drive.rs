@@ -13,7 +13,7 @@ use super::console;
 use super::qemu::Started;
 use super::supervisor::{Decision, Event, Supervisor};
 use crate::error::{Error, IoContext, Result};
-use crate::runner::Cancel;
+use crate::runner::cancel::Cancel;
 
 /// How a guest's step ended.
 pub enum Ended {

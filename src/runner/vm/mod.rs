@@ -33,12 +33,13 @@ use self::drive::Ended;
 pub use self::qemu::Accel;
 use self::qemu::{Boot, kvm_boots};
 use self::supervisor::{Limits, Supervisor};
+use super::cancel::Cancel;
 use super::error::{Misfit, RunnerError};
 /// Where `status` reads the kernel a checkpoint's guest ended in.
 pub use super::guest::KERNEL;
 use super::guest::{Backing, DISK, GuestMode, backing, built_in, earlier_file};
+use super::job::{Earlier, Runner, StepJob};
 use super::steplog::log_tail;
-use super::{Cancel, Earlier, Runner, StepJob};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::fresh_dir;
