@@ -39,7 +39,7 @@ use super::error::{Misfit, RunnerError};
 pub use super::guest::KERNEL;
 use super::guest::{Backing, DISK, GuestMode, backing, built_in, earlier_file};
 use super::job::{Earlier, Runner, StepJob};
-use super::steplog::log_tail;
+use super::steplog::{log_tail, open_log};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::fresh_dir;
@@ -161,9 +161,7 @@ impl Runner for VmRunner {
 
         let console = job.log.with_extension("console.log");
         crate::logs::keep_earlier(&console)?;
-        crate::logs::keep_earlier(&job.log)?;
-        let mut log = crate::statefs::create_new(&job.log)
-            .io_context(|| format!("creating {}", job.log.display()))?;
+        let mut log = open_log(&job.log)?;
         let accel = self.accelerator(&kernel, &job.work);
         writeln!(
             log,
