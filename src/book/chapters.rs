@@ -108,7 +108,7 @@ pub fn stage(book: &Book, name: &str, steps: &[&StepInfo]) -> String {
                     text(&vm.machine)
                 )
             },
-            code(&crate::runner::vm::command_line(&vm.append)),
+            code(&crate::runner::guest::command_line(&vm.append)),
             vm.boot_timeout,
             vm.step_timeout,
         );

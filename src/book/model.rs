@@ -193,7 +193,7 @@ fn read_checkpoint(dir: &Path) -> Option<Built> {
             }
         })
         .collect();
-    let guest_kernel = fs::read_to_string(dir.join(crate::runner::vm::KERNEL))
+    let guest_kernel = fs::read_to_string(dir.join(crate::runner::guest::KERNEL))
         .ok()
         .map(|k| k.trim().to_string());
     Some(Built {

@@ -158,7 +158,7 @@ fn commands(step: &StepInfo) -> String {
         }
         rows.push(vec![
             "command line".into(),
-            code(&crate::runner::vm::command_line(&kexec.append)),
+            code(&crate::runner::guest::command_line(&kexec.append)),
         ]);
         md += &table(&["what", "value"], &rows);
         md += &format!(

@@ -124,6 +124,11 @@ pub enum Error {
     /// Left to the runner and engine files, which still build messages by hand.
     #[error("{0}")]
     Other(String),
+
+    /// What a runner found wrong besides the step failing: a disk tool, a
+    /// mount, an earlier step's file, the guest's output.
+    #[error(transparent)]
+    Runner(#[from] crate::runner::error::RunnerError),
 }
 
 impl Error {
@@ -144,6 +149,7 @@ impl Error {
             | Error::Cache { .. }
             | Error::Host { .. }
             | Error::Output { .. }
+            | Error::Runner(_)
             | Error::Other(_) => exit::BUILD_FAILED,
         }
     }
@@ -162,6 +168,7 @@ impl Error {
             | Error::Cache { .. }
             | Error::Host { .. }
             | Error::Output { .. }
+            | Error::Runner(_)
             | Error::Other(_) => true,
             Error::Input { .. }
             | Error::Checksum { .. }

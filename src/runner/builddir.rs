@@ -6,7 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, IoContext, Result};
+use super::error::RunnerError;
+use crate::error::{IoContext, Result};
 use crate::fsutil::fresh_dir;
 
 /// How an audit changes the order in which directories list their entries.
@@ -26,26 +27,28 @@ pub enum DirOrder {
 
 impl DirOrder {
     /// Whether this machine can apply it; if not, why and what to install.
-    pub fn check(self) -> std::result::Result<(), String> {
+    pub fn check(self) -> std::result::Result<(), &'static str> {
         match self {
             DirOrder::HashSeed => {
                 if !nix::unistd::geteuid().is_root() {
-                    return Err("an ext4 with its own hash seed needs root (to mount it)".into());
+                    return Err("an ext4 with its own hash seed needs root (to mount it)");
                 }
                 if !Path::new("/dev/loop-control").exists() {
-                    return Err("an ext4 with its own hash seed needs loop devices (/dev/loop-control is missing)".into());
+                    return Err(
+                        "an ext4 with its own hash seed needs loop devices (/dev/loop-control is missing)",
+                    );
                 }
                 if !runs("mke2fs", "-V") {
-                    return Err("mke2fs is missing (Debian: e2fsprogs)".into());
+                    return Err("mke2fs is missing (Debian: e2fsprogs)");
                 }
                 Ok(())
             }
             DirOrder::Disorderfs => {
                 if !runs("disorderfs", "--version") {
-                    return Err("disorderfs is missing (Debian: disorderfs)".into());
+                    return Err("disorderfs is missing (Debian: disorderfs)");
                 }
                 if !Path::new("/dev/fuse").exists() {
-                    return Err("disorderfs needs /dev/fuse".into());
+                    return Err("disorderfs needs /dev/fuse");
                 }
                 Ok(())
             }
@@ -159,10 +162,10 @@ impl BuildDir {
             .status()
             .io_context(|| "running disorderfs (Debian: apt-get install disorderfs)")?;
         if !status.success() {
-            return Err(Error::Other(format!(
-                "disorderfs could not mount {}",
-                self.path.display()
-            )));
+            return Err(RunnerError::Disorderfs {
+                dir: self.path.clone(),
+            }
+            .into());
         }
         self.view = Some(view.clone());
         Ok(view)
@@ -175,8 +178,9 @@ impl BuildDir {
         let parent = image.parent().unwrap_or(Path::new("."));
         let free = nix::sys::statvfs::statvfs(parent)
             .map(|s| s.blocks_available() * s.fragment_size())
-            .map_err(|e| {
-                Error::Other(format!("measuring free space in {}: {e}", parent.display()))
+            .map_err(|source| RunnerError::FreeSpace {
+                dir: parent.to_path_buf(),
+                source,
             })?;
         // At most 1 TiB: more is no build directory, and ext4 hosts cap a
         // file at 16 TiB.
@@ -204,11 +208,11 @@ impl BuildDir {
             .output()
             .io_context(|| "running mke2fs (Debian: apt-get install e2fsprogs)")?;
         if !made.status.success() {
-            return Err(Error::Other(format!(
-                "mke2fs could not make {}: {}",
-                image.display(),
-                String::from_utf8_lossy(&made.stderr).trim()
-            )));
+            return Err(RunnerError::Mke2fs {
+                image: image.to_path_buf(),
+                stderr: String::from_utf8_lossy(&made.stderr).trim().to_string(),
+            }
+            .into());
         }
         self.image = Some(image.to_path_buf());
         // noinit_itable: the kernel would otherwise spend the build zeroing
@@ -220,11 +224,11 @@ impl BuildDir {
             .output()
             .io_context(|| "running mount")?;
         if !mounted.status.success() {
-            return Err(Error::Other(format!(
-                "could not mount {} on a loop device: {}; audit with --dir-order disorderfs instead",
-                image.display(),
-                String::from_utf8_lossy(&mounted.stderr).trim()
-            )));
+            return Err(RunnerError::LoopMount {
+                image: image.to_path_buf(),
+                stderr: String::from_utf8_lossy(&mounted.stderr).trim().to_string(),
+            }
+            .into());
         }
         // Only the step's own files belong in its build directory.
         fs::remove_dir(self.path.join("lost+found"))

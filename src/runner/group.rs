@@ -12,8 +12,8 @@ use nix::sys::personality::Persona;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::Cancel;
-use super::host::log_tail;
+use super::cancel::Cancel;
+use super::steplog::log_tail;
 use crate::error::{Error, IoContext, Result};
 
 /// How a step's process group ended.

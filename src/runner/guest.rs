@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::Earlier;
+use super::error::RunnerError;
+use super::job::{Earlier, StepJob};
 use crate::checkpoint::Meta;
 use crate::error::{IoContext, Result};
 use crate::fsutil::remove_tree;
@@ -15,6 +16,51 @@ use crate::target::VmSettings;
 
 /// The file of a qemu-built checkpoint that holds its step's disk overlay.
 pub const DISK: &str = "disk.qcow2";
+/// The file in a guest step's checkpoint naming the kernel its guest ended
+/// in, as the agent announced it (`uname -m` and `uname -r`).
+pub const KERNEL: &str = "kernel";
+
+/// The kernel command line: the console stagebuild reads, then the target's.
+/// Not `quiet`: the console log is a file, and a panic's backtrace is what
+/// its last lines are shown for.
+pub fn command_line(append: &str) -> String {
+    format!("console=ttyS0 panic=-1 {append}")
+        .trim_end()
+        .to_string()
+}
+
+/// A step's file from an earlier step's output: `STEP:PATH`.
+pub fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
+    let (step, path) = VmSettings::file_ref(reference).expect("checked when the target was loaded");
+    let earlier: &Earlier =
+        job.earlier
+            .iter()
+            .find(|e| e.id == step)
+            .ok_or_else(|| RunnerError::NotRunBefore {
+                reference: reference.to_string(),
+                step: step.to_string(),
+            })?;
+    // Handed to qemu and copied into the job: a link in the output that
+    // leads out of it must not carry a host file along.
+    crate::beneath::Root::open(&earlier.tree())
+        .and_then(|tree| tree.real_file(Path::new(path)))
+        .map_err(|e| {
+            let (reference, step, path) = (reference.to_string(), step.to_string(), path.into());
+            match crate::beneath::refusal(&e) {
+                Some(_) => RunnerError::LeadsOutside {
+                    reference,
+                    step,
+                    path,
+                },
+                None => RunnerError::NotInOutput {
+                    reference,
+                    step,
+                    path,
+                },
+            }
+            .into()
+        })
+}
 
 /// How the guest steps of a run are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

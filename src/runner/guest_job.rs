@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::StepJob;
+use super::job::StepJob;
+use super::shell::quote;
 use crate::buildtree;
 use crate::error::{IoContext, Result};
 
@@ -31,7 +32,7 @@ pub fn prepare(job: &StepJob, tools: &buildtree::Tools) -> Result<PathBuf> {
     let env = guest_env(job);
     let exports: String = env
         .iter()
-        .map(|(k, v)| format!("export {k}={}\n", quoted(v)))
+        .map(|(k, v)| format!("export {k}={}\n", quote(v)))
         .collect();
     fs::write(meta.join("env"), exports).io_context(|| "writing the step's environment")?;
     Ok(build)
@@ -65,9 +66,4 @@ pub fn guest_env(job: &StepJob) -> BTreeMap<String, String> {
     }
     env.extend(step.definition.env.clone());
     env
-}
-
-/// Single-quotes a value for the guest's shell.
-fn quoted(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
 }

@@ -18,24 +18,21 @@
 //! a writable root. See docs/design.md, "Guest stages in the sandbox".
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::personality::Persona;
-
+use super::cancel::Cancel;
 use super::group::{self, Ended};
-use super::guest::{install_copy, own_dirs, root_trees};
+use super::guest::{KERNEL, earlier_file, install_copy, own_dirs, root_trees};
 use super::guest_job::{self, GUEST_PATH};
-use super::host::{open_log, shell_words};
-use super::vm::{KERNEL, earlier_file};
-use super::{Cancel, Runner, StepJob};
+use super::job::{Runner, StepJob};
+use super::machine::Machine;
+use super::shell;
+use super::steplog::{log_tail, open_log};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
 use crate::sandbox::{Mount, Sandbox, SandboxSpec};
-
-/// `PER_LINUX32` from <linux/personality.h>: uname(2) reports `i686`.
-const PER_LINUX32: i32 = 0x0008;
 
 /// What the agent does before the step's script (vm/agent): read the
 /// environment the host wrote, enter the working directory, set the umask.
@@ -55,54 +52,6 @@ pub struct GuestSandboxRunner {
     agent: PathBuf,
     /// The most one source may unpack to.
     max_unpacked: u64,
-}
-
-/// The machine a guest's kernel makes: what `uname -m` says there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Machine {
-    I686,
-    X86_64,
-}
-
-impl Machine {
-    /// Reads a bzImage's boot header (the x86 boot protocol): a kernel with
-    /// a 64-bit entry point (`XLF_KERNEL_64` in `xloadflags`, protocol 2.12
-    /// and later) is x86_64, any other i686.
-    pub fn of_kernel(kernel: &Path) -> Result<Machine> {
-        let mut header = [0u8; 0x238];
-        fs::File::open(kernel)
-            .and_then(|mut f| f.read_exact(&mut header))
-            .io_context(|| format!("reading the boot header of {}", kernel.display()))?;
-        if &header[0x202..0x206] != b"HdrS" {
-            return Err(Error::Other(format!(
-                "{}: not a bzImage (no boot header), so its machine is unknown",
-                kernel.display()
-            )));
-        }
-        let version = u16::from_le_bytes([header[0x206], header[0x207]]);
-        let xloadflags = u16::from_le_bytes([header[0x236], header[0x237]]);
-        Ok(if version >= 0x020c && xloadflags & 1 == 1 {
-            Machine::X86_64
-        } else {
-            Machine::I686
-        })
-    }
-
-    /// The execution domain that makes uname(2) say [`Machine::name`]:
-    /// `PER_LINUX32` or plain `PER_LINUX`, whatever stagebuild runs under.
-    fn persona(self) -> Persona {
-        match self {
-            Machine::I686 => Persona::from_bits_retain(PER_LINUX32),
-            Machine::X86_64 => Persona::empty(),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Machine::I686 => "i686",
-            Machine::X86_64 => "x86_64",
-        }
-    }
 }
 
 impl Runner for GuestSandboxRunner {
@@ -173,7 +122,7 @@ impl Runner for GuestSandboxRunner {
             self.sandbox.name(),
             machine.name(),
             job.planned.key,
-            shell_words(&argv)
+            shell::words(&argv)
         ))?;
         let timeout = chain_step
             .step
@@ -201,7 +150,7 @@ impl Runner for GuestSandboxRunner {
                 return Err(Error::StepFailed {
                     step: id.to_string(),
                     status: format!("ran past its timeout of {timeout}s"),
-                    tail: super::host::log_tail(&job.log, 30),
+                    tail: log_tail(&job.log, 30),
                     log: job.log.clone(),
                 });
             }
@@ -327,37 +276,6 @@ fn record_machine(job: &StepJob, machine: Machine) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn bzimage(version: u16, xloadflags: u16) -> tempfile::NamedTempFile {
-        let mut header = vec![0u8; 0x400];
-        header[0x202..0x206].copy_from_slice(b"HdrS");
-        header[0x206..0x208].copy_from_slice(&version.to_le_bytes());
-        header[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        file.write_all(&header).unwrap();
-        file
-    }
-
-    #[test]
-    fn the_machine_comes_from_the_kernels_boot_header() {
-        assert_eq!(
-            Machine::of_kernel(bzimage(0x020f, 0x7f).path()).unwrap(),
-            Machine::X86_64
-        );
-        assert_eq!(
-            Machine::of_kernel(bzimage(0x020f, 0x7e).path()).unwrap(),
-            Machine::I686
-        );
-        // Before protocol 2.12 the field is something else.
-        assert_eq!(
-            Machine::of_kernel(bzimage(0x020b, 0x01).path()).unwrap(),
-            Machine::I686
-        );
-        let mut not_a_kernel = tempfile::NamedTempFile::new().unwrap();
-        not_a_kernel.write_all(&[0u8; 0x400]).unwrap();
-        let e = Machine::of_kernel(not_a_kernel.path()).unwrap_err();
-        assert!(e.to_string().contains("not a bzImage"), "{e}");
-    }
-
     /// An earlier output holding the root's fixed names as links or files
     /// makes nothing outside the root and writes into no checkpoint.
     #[test]
@@ -403,17 +321,5 @@ mod tests {
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
         let mode = fs::metadata(&outside).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o750);
-    }
-
-    #[test]
-    fn the_32_bit_personality_makes_uname_say_i686() {
-        let out = duct::cmd("uname", ["-m"])
-            .before_spawn(|cmd| {
-                group::set_persona(cmd, Machine::I686.persona());
-                Ok(())
-            })
-            .read()
-            .unwrap();
-        assert_eq!(out, "i686");
     }
 }

@@ -4,12 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::builddir::BuildDir;
+use super::cancel::Cancel;
 use super::group::{self, Ended};
-use super::{Cancel, Runner, StepJob};
+use super::job::{Runner, StepJob};
+use super::shell;
+use super::steplog::open_log;
 use crate::buildtree;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree};
@@ -144,7 +147,7 @@ impl Runner for HostRunner {
             job.planned.key,
             self.sandbox.name(),
             build_note.map_or_else(String::new, |note| format!("# {note}\n")),
-            shell_words(&argv)
+            shell::words(&argv)
         )
         .io_context(|| format!("writing {}", job.log.display()))?;
         let status = match group::run(&argv, &log, cancel, None, None)? {
@@ -163,45 +166,4 @@ impl Runner for HostRunner {
         drop(build_dir);
         Err(group::step_failed(id, status, &job.log))
     }
-}
-
-/// A fresh log for this attempt; earlier attempts' logs go to the history.
-pub(super) fn open_log(path: &Path) -> Result<fs::File> {
-    crate::logs::keep_earlier(path)?;
-    crate::statefs::create_new(path).io_context(|| format!("creating {}", path.display()))
-}
-
-/// The last `lines` lines of a log, indented.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut file) = crate::statefs::open_read(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut bytes = Vec::new();
-    let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| format!("  | {l}\n"))
-        .collect::<String>()
-        .trim_end()
-        .to_string()
-}
-
-pub(super) fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

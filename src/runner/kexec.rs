@@ -11,8 +11,9 @@
 use std::fs;
 use std::path::Path;
 
-use super::StepJob;
-use super::vm::{command_line, earlier_file};
+use super::guest::{command_line, earlier_file};
+use super::job::StepJob;
+use super::shell::quote;
 use crate::error::{IoContext, Result};
 use crate::step::Kexec;
 
@@ -43,7 +44,7 @@ pub fn load_command(hop: &Kexec) -> String {
         load.push_str(&format!(" --initrd={GUEST_DIR}/initrd"));
     }
     let append = command_line(&hop.append);
-    load.push_str(&format!(" --append='{}'", append.replace('\'', "'\\''")));
+    load.push_str(&format!(" --append={}", quote(&append)));
     load
 }
 

@@ -1,108 +1,25 @@
 //! Runners execute one step in its environment. A new kind of runner (a VM,
 //! a foreign architecture) is one new module implementing [`Runner`].
 
-pub mod basedisk;
 pub mod builddir;
+pub mod cancel;
+pub mod error;
 pub mod group;
 pub mod guest;
 pub mod guest_job;
 pub mod guest_sandbox;
 pub mod host;
+pub mod job;
 pub mod kexec;
+pub mod machine;
+pub mod shell;
+pub mod steplog;
 pub mod tool;
 pub mod vm;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::checkpoint::Checkpoint;
+pub use self::cancel::Cancel;
+pub use self::job::{Earlier, Runner, StepJob, Variation};
 use crate::error::Result;
-use crate::plan::PlannedStep;
-use crate::project::ChainStep;
-
-/// A step that ran before this one, by its checkpoint.
-#[derive(Debug, Clone)]
-pub struct Earlier {
-    pub id: String,
-    pub stage: String,
-    /// The guest it ran in, for steps of a VM stage (see `VmSettings::machine`).
-    pub machine: Option<String>,
-    /// The checkpoint's directory; its output files are in `tree/`.
-    pub dir: PathBuf,
-}
-
-impl Earlier {
-    pub fn new(step: &ChainStep, dir: PathBuf) -> Earlier {
-        Earlier {
-            id: step.id.clone(),
-            stage: step.stage.clone(),
-            machine: step.vm.as_ref().map(|vm| vm.machine.clone()),
-            dir,
-        }
-    }
-
-    pub fn tree(&self) -> PathBuf {
-        self.dir.join("tree")
-    }
-}
-
-/// Everything a runner needs for one step. The sources are verified mirror
-/// files; `earlier` are the checkpoints of every step before it, in order.
-pub struct StepJob<'a> {
-    pub planned: &'a PlannedStep,
-    pub sources: Vec<(String, PathBuf)>,
-    pub earlier: Vec<Earlier>,
-    pub source_date_epoch: u64,
-    pub jobs: usize,
-    /// Scratch space for this step, emptied before it runs.
-    pub work: PathBuf,
-    /// The step's log file.
-    pub log: PathBuf,
-    /// Deliberate changes to the environment, for reproducibility audits.
-    pub variation: Option<Variation>,
-}
-
-/// Ways an audit rebuild differs from a normal one. Each is something a
-/// reproducible build must not depend on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Variation {
-    /// Where the build directory appears instead of /build.
-    pub build_root: Option<String>,
-    pub umask: Option<u32>,
-    /// LC_ALL instead of C.
-    pub locale: Option<String>,
-    pub tz: Option<String>,
-    pub hostname: Option<String>,
-    pub jobs: Option<usize>,
-    /// libfaketime and its FAKETIME setting, to move the wall clock.
-    pub faketime: Option<(PathBuf, String)>,
-    /// How directories in the build directory list their entries differently.
-    pub dir_order: Option<builddir::DirOrder>,
-}
-
-impl StepJob<'_> {
-    /// Where the runner leaves the step's output tree.
-    pub fn out(&self) -> PathBuf {
-        self.work.join("out")
-    }
-
-    /// Where the runner leaves other files the checkpoint keeps (a VM step's
-    /// disk); they are committed beside the tree and verified on load.
-    pub fn extras(&self) -> PathBuf {
-        self.work.join("extras")
-    }
-
-    /// The output trees of the earlier steps of this step's stage, in order.
-    pub fn stage_trees(&self) -> Vec<PathBuf> {
-        let stage = &self.planned.chain_step.stage;
-        self.earlier
-            .iter()
-            .filter(|e| &e.stage == stage)
-            .map(Earlier::tree)
-            .collect()
-    }
-}
 
 /// The runners of a run, one per kind of stage.
 pub struct Runners {
@@ -124,46 +41,5 @@ impl Runners {
     pub fn run_complete(&mut self) -> Result<()> {
         self.host.run_complete()?;
         self.vm.run_complete()
-    }
-}
-
-pub trait Runner {
-    fn name(&self) -> String;
-    /// Runs the step; on success its output is in `job.out()`.
-    fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()>;
-    /// Whether a verified checkpoint of a step of this runner still fits the
-    /// checkpoints before it; `Err` says why not. Host outputs always do.
-    fn fits(
-        &self,
-        _step: &ChainStep,
-        _checkpoint: &Checkpoint,
-        _earlier: &[Earlier],
-    ) -> std::result::Result<(), String> {
-        Ok(())
-    }
-    /// Called when every step of a run is checkpointed: drops what the
-    /// runner kept only so that a resume is quick.
-    fn run_complete(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Set when the user interrupts (SIGINT, SIGTERM); runners poll it and stop
-/// their processes.
-#[derive(Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    /// A flag raised by SIGINT and SIGTERM.
-    pub fn on_signals() -> std::io::Result<Cancel> {
-        let cancel = Cancel::default();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, cancel.0.clone())?;
-        }
-        Ok(cancel)
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }

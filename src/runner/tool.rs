@@ -9,7 +9,8 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, IoContext, Result};
+use super::error::RunnerError;
+use crate::error::{IoContext, Result};
 
 /// Makes the command's process die (SIGKILL) when stagebuild does.
 pub fn dies_with_stagebuild(cmd: &mut Command) -> &mut Command {
@@ -41,10 +42,11 @@ pub fn run_tool(cmd: &mut Command) -> Result<()> {
     crate::faultpoint::reached(&format!("running {program}"));
     let output = child.wait_with_output().io_context(context)?;
     if !output.status.success() {
-        return Err(Error::Other(format!(
-            "{program} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        return Err(RunnerError::ToolFailed {
+            program,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        }
+        .into());
     }
     Ok(())
 }

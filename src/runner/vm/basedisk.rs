@@ -12,10 +12,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::guest::{install_copy, own_dirs};
-use super::tool::{dies_with_stagebuild, run_tool};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
+use crate::runner::error::RunnerError;
+use crate::runner::guest::{install_copy, own_dirs};
+use crate::runner::tool::{dies_with_stagebuild, run_tool};
 
 /// Every inode's atime, ctime and mtime, and the file system's own dates:
 /// 1980-01-01, a fixed date rather than the time the disk was made.
@@ -139,12 +140,9 @@ fn normalise_inodes(raw: &Path, scratch: &Path) -> Result<()> {
         .output()
         .io_context(|| "running dumpe2fs (Debian: e2fsprogs)")?;
     let header = String::from_utf8_lossy(&output.stdout);
-    let used = used_inodes(&header).ok_or_else(|| {
-        Error::Other(format!(
-            "dumpe2fs -h {}: no inode counts in its output: {}",
-            raw.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+    let used = used_inodes(&header).ok_or_else(|| RunnerError::NoInodeCounts {
+        image: raw.to_path_buf(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
     })?;
     let commands = scratch.join("normalise.debugfs");
     fs::write(&commands, debugfs_commands(used))
