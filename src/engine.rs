@@ -4,15 +4,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::checkpoint::{Built, Corrupt, Meta};
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
 use crate::mirror::Mirror;
 use crate::outputs;
-use crate::plan::{self, PlannedStep, RecordedStep, StepState};
-use crate::project::{Chain, Project};
+use crate::plan::{Plan, PlannedStep, RecordedStep, StepState};
+use crate::project::Project;
 use crate::report::{Reporter, short};
 use crate::runner::{Cancel, Earlier, Runners, StepJob};
 use crate::state::{Record, StateDir};
@@ -28,78 +26,6 @@ pub struct RunOptions {
     pub update_checksums: bool,
     /// How the user runs stagebuild, for the lock holder's description.
     pub command: String,
-}
-
-/// A target's chain with keys and states, as `plan` shows it.
-pub struct Plan {
-    pub chain: Chain,
-    pub steps: Vec<PlannedStep>,
-    pub states: Vec<StepState>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PlanRow {
-    pub index: usize,
-    pub id: String,
-    pub stage: String,
-    pub runner: String,
-    pub version: String,
-    pub key: String,
-    /// The kernel a VM step's guest boots, `STEP:PATH`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<String>,
-    /// The kernel a kexec step jumps to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kexec: Option<String>,
-    /// How a VM step's checkpoint was built: in qemu or in the sandbox.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub built_in: Option<crate::runner::guest::GuestMode>,
-    #[serde(flatten)]
-    pub state: StepState,
-}
-
-impl Plan {
-    pub fn load(
-        project: &Project,
-        state: &StateDir,
-        target: &str,
-        overrides: &[(String, String)],
-    ) -> Result<Plan> {
-        let chain = project.chain(target, overrides)?;
-        let record = state.record(target)?;
-        Ok(Self::with_record(project, state, chain, &record))
-    }
-
-    /// The plan against a given record (an empty one for `--fresh`).
-    fn with_record(project: &Project, state: &StateDir, chain: Chain, record: &Record) -> Plan {
-        let steps = plan::keys(&chain, &project.lock);
-        let store = state.store();
-        let states = plan::states(&steps, &record.steps, |key| store.exists(key));
-        Plan {
-            chain,
-            steps,
-            states,
-        }
-    }
-
-    pub fn rows(&self) -> Vec<PlanRow> {
-        self.steps
-            .iter()
-            .zip(&self.states)
-            .map(|(p, s)| PlanRow {
-                index: p.index + 1,
-                id: p.id().to_string(),
-                stage: p.chain_step.stage.clone(),
-                runner: p.chain_step.runner.to_string(),
-                version: p.chain_step.step.definition.version.clone(),
-                key: p.key.clone(),
-                kernel: p.chain_step.vm.as_ref().map(|vm| vm.kernel.clone()),
-                kexec: (p.chain_step.step.definition.kexec.as_ref()).map(|k| k.kernel.clone()),
-                built_in: None,
-                state: s.clone(),
-            })
-            .collect()
-    }
 }
 
 pub struct Summary {
@@ -133,7 +59,8 @@ impl Engine<'_> {
         } else {
             self.state.record(&opts.target)?
         };
-        let plan = Plan::with_record(self.project, self.state, chain, &record);
+        let store = self.state.store();
+        let plan = Plan::of(self.project, chain, &record, |key| store.exists(key));
         let total = plan.steps.len();
 
         // Every input is checked before the state directory is touched.

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Plan;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{self, Entry};
 use crate::mirror::Mirror;
+use crate::plan::Plan;
 use crate::plan::StepState;
 use crate::project::Project;
 use crate::report::Reporter;

@@ -18,10 +18,10 @@ use crate::cli::{
     AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, GuestChoice, PlanArgs, RunArgs,
     SandboxChoice,
 };
-use crate::engine::{Engine, Plan, RunOptions};
+use crate::engine::{Engine, RunOptions};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;

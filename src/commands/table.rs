@@ -3,7 +3,7 @@
 //! version never pushes its row out of line.
 
 use crate::color::{Stream, Style, paint};
-use crate::engine::PlanRow;
+use crate::plan::PlanRow;
 use crate::plan::StepState;
 use crate::report;
 
