@@ -131,7 +131,7 @@ impl Engine<'_> {
                 self.reporter.info(&format!(
                     "stage {} (runner: {})",
                     chain_step.stage,
-                    self.runners.for_kind(chain_step.runner).name()
+                    self.runners.for_kind(chain_step.runner)?.name()
                 ));
             }
 
@@ -150,7 +150,7 @@ impl Engine<'_> {
                 // it: a VM step's disk is an overlay on the previous step's.
                 Ok(Some(found)) => match self
                     .runners
-                    .for_kind(chain_step.runner)
+                    .for_kind(chain_step.runner)?
                     .fits(chain_step, &found, &earlier)
                 {
                     Ok(()) => Some(found),
@@ -195,11 +195,11 @@ impl Engine<'_> {
                         variation: None,
                     };
                     self.runners
-                        .for_kind(chain_step.runner)
+                        .for_kind(chain_step.runner)?
                         .run(&job, &self.cancel)?;
                     let definition = &chain_step.step.definition;
                     let built = Built {
-                        runner: self.runners.for_kind(chain_step.runner).name(),
+                        runner: self.runners.for_kind(chain_step.runner)?.name(),
                         millis: step_started.elapsed().as_millis() as u64,
                     };
                     let committing = Instant::now();

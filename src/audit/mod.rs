@@ -19,7 +19,7 @@ use crate::plan::StepState;
 use crate::project::Project;
 use crate::report::Reporter;
 use crate::runner::builddir::DirOrder;
-use crate::runner::{Cancel, Earlier, Runner, StepJob, Variation};
+use crate::runner::{Cancel, Earlier, Runners, StepJob, Variation};
 use crate::state::StateDir;
 use crate::target::RunnerKind;
 use inspect::Detail;
@@ -150,7 +150,7 @@ pub struct Auditor<'a> {
     pub project: &'a Project,
     pub state: &'a StateDir,
     pub mirror: &'a Mirror,
-    pub runner: &'a mut dyn Runner,
+    pub runners: &'a mut Runners,
     pub reporter: &'a mut dyn Reporter,
     pub cancel: Cancel,
 }
@@ -228,7 +228,11 @@ impl Auditor<'_> {
                 log: dir.join(format!("{:02}-{id}.log", planned.index + 1)),
                 variation: Some(variation.clone()),
             };
-            let audit = match self.runner.run(&job, &self.cancel) {
+            let audit = match self
+                .runners
+                .for_kind(RunnerKind::Host)?
+                .run(&job, &self.cancel)
+            {
                 Ok(()) => compare(
                     id,
                     &planned.chain_step.stage,

@@ -33,6 +33,7 @@ use crate::runner::host::HostRunner;
 use crate::runner::vm::{Accel, VmRunner};
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
 use crate::state::StateDir;
+use crate::target::RunnerKind;
 
 pub(crate) struct Paths {
     pub project: PathBuf,
@@ -168,21 +169,26 @@ impl Session {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Auto => Accel::Auto,
         };
+        let mut runners = Runners::default();
+        runners.add(
+            RunnerKind::Host,
+            Box::new(HostRunner {
+                sandbox: sandbox(choice)?,
+                max_unpacked,
+            }),
+        );
+        runners.add(
+            RunnerKind::Vm,
+            Box::new(VmRunner::new(
+                project.agent_path(),
+                accel,
+                &paths.state,
+                sandbox(choice)?,
+                max_unpacked,
+            )),
+        );
         Ok(Session {
-            runners: Runners {
-                host: HostRunner {
-                    sandbox: sandbox(choice)?,
-                    max_unpacked,
-                },
-                vm: VmRunner::new(
-                    project.agent_path(),
-                    accel,
-                    &paths.state,
-                    sandbox(choice)?,
-                    max_unpacked,
-                ),
-                guest_sandbox: None,
-            },
+            runners,
             project,
             state,
             mirror: Mirror::new(paths.mirror.clone()),
@@ -211,11 +217,14 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
     } = Session::open(paths, args.sandbox, args.accel, cli.max_unpacked)?;
     if args.guest == GuestChoice::Sandbox {
         let agent = project.agent_path();
-        runners.guest_sandbox = Some(GuestSandboxRunner::new(
-            sandbox(args.sandbox)?,
-            agent,
-            cli.max_unpacked,
-        ));
+        runners.add(
+            RunnerKind::Vm,
+            Box::new(GuestSandboxRunner::new(
+                sandbox(args.sandbox)?,
+                agent,
+                cli.max_unpacked,
+            )),
+        );
     }
     let resume = resume_command(cli, args);
     let opts = RunOptions {
@@ -356,7 +365,7 @@ fn audit(paths: &Paths, args: &AuditArgs, max_unpacked: u64) -> Result<()> {
         project: &project,
         state: &state,
         mirror: &mirror,
-        runner: &mut runners.host,
+        runners: &mut runners,
         reporter: reporter.as_mut(),
         cancel,
     };

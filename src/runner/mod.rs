@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint::Checkpoint;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::PlannedStep;
 use crate::project::ChainStep;
+use crate::target::RunnerKind;
 
 /// A step that ran before this one, by its checkpoint.
 #[derive(Debug, Clone)]
@@ -104,26 +105,40 @@ impl StepJob<'_> {
     }
 }
 
-/// The runners of a run, one per kind of stage.
+/// The runners of a run, by the kind of stage whose steps they run. The
+/// engine and the auditor hold them only as [`Runner`]s, so that a test gives
+/// them fakes, and a new kind of runner is one new module and one `add`.
+#[derive(Default)]
 pub struct Runners {
-    pub host: host::HostRunner,
-    pub vm: vm::VmRunner,
-    /// Runs the `vm` stages instead of qemu when set (`run --guest sandbox`).
-    pub guest_sandbox: Option<guest_sandbox::GuestSandboxRunner>,
+    /// In the order added; the last one added for a kind runs its steps.
+    added: Vec<(RunnerKind, Box<dyn Runner>)>,
 }
 
 impl Runners {
-    pub fn for_kind(&mut self, kind: crate::target::RunnerKind) -> &mut dyn Runner {
-        match (kind, &mut self.guest_sandbox) {
-            (crate::target::RunnerKind::Host, _) => &mut self.host,
-            (crate::target::RunnerKind::Vm, Some(sandboxed)) => sandboxed,
-            (crate::target::RunnerKind::Vm, None) => &mut self.vm,
+    /// Lets `runner` run the steps of stages of `kind`, in place of one added
+    /// before for that kind (`run --guest sandbox` takes the qemu runner's
+    /// place). The one replaced still hears [`Runner::run_complete`]: it may
+    /// hold what an earlier run left, as the qemu runner's base disks.
+    pub fn add(&mut self, kind: RunnerKind, runner: Box<dyn Runner>) {
+        self.added.push((kind, runner));
+    }
+
+    /// The runner for the steps of a stage of `kind`.
+    pub fn for_kind(&mut self, kind: RunnerKind) -> Result<&mut dyn Runner> {
+        match self.added.iter_mut().rev().find(|(k, _)| *k == kind) {
+            Some((_, runner)) => Ok(runner.as_mut()),
+            None => Err(Error::Usage(format!(
+                "stages with runner {kind} cannot run here: no such runner is set up"
+            ))),
         }
     }
 
+    /// Every step of a run is checkpointed: each runner drops what it kept
+    /// only so that a resume is quick.
     pub fn run_complete(&mut self) -> Result<()> {
-        self.host.run_complete()?;
-        self.vm.run_complete()
+        self.added
+            .iter_mut()
+            .try_for_each(|(_, runner)| runner.run_complete())
     }
 }
 
