@@ -84,6 +84,11 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+
+    // Added with the engine's walk (the audit's errors, which were `Other`).
+    /// A checkpoint an audit compares with is gone or damaged.
+    #[error("the checkpoint of {step} {problem}; rebuild it with run --resume")]
+    CheckpointUnusable { step: String, problem: String },
 }
 
 fn location(path: &std::path::Path, line: Option<u64>) -> String {
@@ -103,6 +108,7 @@ impl Error {
             Error::StepFailed { .. } | Error::Vm { .. } | Error::Io { .. } | Error::Other(_) => {
                 exit::BUILD_FAILED
             }
+            Error::CheckpointUnusable { .. } => exit::BUILD_FAILED,
         }
     }
 
