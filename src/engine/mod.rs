@@ -4,6 +4,11 @@
 
 mod walk;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
 use std::time::Instant;
 
 pub use walk::{Outcome, Walk};
