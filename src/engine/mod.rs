@@ -57,46 +57,13 @@ pub struct Engine<'a> {
 impl Engine<'_> {
     pub fn run(&mut self, opts: &RunOptions) -> Result<Summary> {
         let started = Instant::now();
-        let chain = self.project.chain(&opts.target, &opts.overrides)?;
-        // --fresh is decided here, once: the earlier record (even one this
-        // version cannot read) is not consulted, no checkpoint is reused and
-        // none is pulled, so every step is built here.
-        let (record, plan) = if opts.fresh {
-            let record = Record {
-                target: opts.target.clone(),
-                steps: Default::default(),
-            };
-            let plan = Plan::of(self.project, chain, &record, |_| false);
-            (record, plan)
-        } else {
-            let record = self.state.record(&opts.target)?;
-            let store = self.state.store();
-            let plan = Plan::of(self.project, chain, &record, |key| store.exists(key));
-            (record, plan)
-        };
-
-        // Every input is checked before the state directory is touched.
-        for (planned, state) in plan.steps.iter().zip(&plan.states) {
-            if *state != StepState::Done {
-                self.sources(planned)?;
-            }
-        }
+        let (record, plan) = self.plan_run(opts)?;
         let outputs_path = outputs::path_for(&self.project.root, &opts.target);
         let expected = if opts.update_checksums {
             None
         } else {
             outputs::load(&outputs_path)?
         };
-        if !record.steps.is_empty() && !opts.resume {
-            return Err(Error::Usage(format!(
-                "{} already holds a run of target {} ({} of {} steps checkpointed).\n\
-                 Continue it with --resume, or discard its checkpoints and start over with --fresh.",
-                self.state.root.display(),
-                opts.target,
-                plan.done(),
-                plan.steps.len(),
-            )));
-        }
 
         let _lock = self.state.lock(&opts.command)?;
         crate::logs::retire_stale(
@@ -162,6 +129,44 @@ impl Engine<'_> {
         }
         summary.elapsed = started.elapsed();
         Ok(summary)
+    }
+
+    /// The run's record and plan, once every input is checked and before
+    /// the state directory is touched.
+    fn plan_run(&self, opts: &RunOptions) -> Result<(Record, Plan)> {
+        let chain = self.project.chain(&opts.target, &opts.overrides)?;
+        // --fresh is decided here, once: the earlier record (even one this
+        // version cannot read) is not consulted, no checkpoint is reused and
+        // none is pulled, so every step is built here.
+        let (record, plan) = if opts.fresh {
+            let record = Record {
+                target: opts.target.clone(),
+                steps: Default::default(),
+            };
+            let plan = Plan::of(self.project, chain, &record, |_| false);
+            (record, plan)
+        } else {
+            let record = self.state.record(&opts.target)?;
+            let store = self.state.store();
+            let plan = Plan::of(self.project, chain, &record, |key| store.exists(key));
+            (record, plan)
+        };
+        for (planned, state) in plan.steps.iter().zip(&plan.states) {
+            if *state != StepState::Done {
+                self.sources(planned)?;
+            }
+        }
+        if !record.steps.is_empty() && !opts.resume {
+            return Err(Error::Usage(format!(
+                "{} already holds a run of target {} ({} of {} steps checkpointed).\n\
+                 Continue it with --resume, or discard its checkpoints and start over with --fresh.",
+                self.state.root.display(),
+                opts.target,
+                plan.done(),
+                plan.steps.len(),
+            )));
+        }
+        Ok((record, plan))
     }
 
     /// `--fresh`, once the run holds the lock: discards the checkpoints of
