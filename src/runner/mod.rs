@@ -182,3 +182,45 @@ impl Cancel {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// A runner that only answers to its name and notes run_complete.
+    struct Named(&'static str, Rc<RefCell<Vec<&'static str>>>);
+
+    impl Runner for Named {
+        fn name(&self) -> String {
+            self.0.into()
+        }
+        fn run(&mut self, _job: &StepJob, _cancel: &Cancel) -> Result<()> {
+            Ok(())
+        }
+        fn run_complete(&mut self) -> Result<()> {
+            self.1.borrow_mut().push(self.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_last_runner_added_for_a_kind_runs_it_and_every_runner_hears_the_run_complete() {
+        let completed = Rc::new(RefCell::new(Vec::new()));
+        let mut runners = Runners::default();
+        runners.add(RunnerKind::Host, Box::new(Named("host", completed.clone())));
+        let missing = runners.for_kind(RunnerKind::Vm).err().unwrap();
+        assert!(missing.to_string().contains("runner vm"), "{missing}");
+        runners.add(RunnerKind::Vm, Box::new(Named("qemu", completed.clone())));
+        runners.add(
+            RunnerKind::Vm,
+            Box::new(Named("sandbox", completed.clone())),
+        );
+        assert_eq!(runners.for_kind(RunnerKind::Vm).unwrap().name(), "sandbox");
+        assert_eq!(runners.for_kind(RunnerKind::Host).unwrap().name(), "host");
+        runners.run_complete().unwrap();
+        assert_eq!(*completed.borrow(), ["host", "qemu", "sandbox"]);
+    }
+}
