@@ -12,8 +12,7 @@ use crate::lock::{Lock, LockEntry};
 use crate::lockedit;
 use crate::mirror::{Mirror, fetch::Progress, http::HttpFetcher};
 use crate::outputs;
-use crate::plan::Plan;
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::state::StateDir;
 
