@@ -58,13 +58,13 @@ pub struct StepAudit {
 }
 
 impl StepAudit {
-    /// A step that could not be compared, and why.
-    fn failed(id: &str, stage: &str, why: String) -> StepAudit {
+    /// A step that was not compared; `failure` or `skipped` is to say why.
+    fn uncompared(id: &str, stage: &str) -> StepAudit {
         StepAudit {
             id: id.to_string(),
             stage: stage.to_string(),
             reproducible: false,
-            failure: (!why.is_empty()).then_some(why),
+            failure: None,
             skipped: None,
             files: Vec::new(),
         }
@@ -227,11 +227,17 @@ impl Auditor<'_> {
                 } => compare(id, stage, &checkpoint.tree, &checkpoint.manifest, out)?,
                 Outcome::Rebuilt {
                     failed: Some(e), ..
-                } => StepAudit::failed(id, stage, format!("the rebuild failed: {e}")),
-                _ => StepAudit {
-                    skipped: Some(VM_NOT_AUDITED.into()),
-                    ..StepAudit::failed(id, stage, String::new())
+                } => StepAudit {
+                    failure: Some(format!("the rebuild failed: {e}")),
+                    ..StepAudit::uncompared(id, stage)
                 },
+                Outcome::NotRebuilt(_) => StepAudit {
+                    skipped: Some(VM_NOT_AUDITED.into()),
+                    ..StepAudit::uncompared(id, stage)
+                },
+                Outcome::Restored(_) | Outcome::Built(_) => {
+                    unreachable!("an audit's walk restores and builds nothing")
+                }
             };
             let verdict = match (&audit.skipped, audit.reproducible) {
                 (Some(why), _) => format!("not audited ({why})"),
@@ -291,8 +297,10 @@ pub fn compare(
     let rebuilt = match manifest::of_tree(after) {
         Ok(rebuilt) => rebuilt,
         Err(e) => {
-            let why = format!("the rebuild's output cannot be compared: {e}");
-            return Ok(StepAudit::failed(id, stage, why));
+            return Ok(StepAudit {
+                failure: Some(format!("the rebuild's output cannot be compared: {e}")),
+                ..StepAudit::uncompared(id, stage)
+            });
         }
     };
     let old: BTreeMap<&str, &Entry> = manifest.iter().map(|e| (e.path.as_str(), e)).collect();
