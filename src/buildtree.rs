@@ -12,7 +12,7 @@ use std::process::Command;
 
 use crate::archive::Unpacker;
 use crate::beneath::{self, Root};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Mount, Sandbox, SandboxSpec, host_toolchain_mounts};
 use crate::step::{ProjectFile, Step};
 
@@ -32,8 +32,7 @@ pub fn prepare(
     build: &Path,
     tools: &Tools,
 ) -> Result<()> {
-    let root =
-        Root::open(build).map_err(|e| Error::Other(format!("opening {}: {e}", build.display())))?;
+    let root = Root::open(build).io_context(|| format!("opening {}", build.display()))?;
     for file in &step.files {
         copy_in(&root, file).map_err(|e| {
             Error::input(
@@ -44,7 +43,7 @@ pub fn prepare(
         })?;
     }
     let mut unpacker = Unpacker::new(build, tools.max_unpacked)
-        .map_err(|e| Error::Other(format!("opening {}: {e}", build.display())))?;
+        .io_context(|| format!("opening {}", build.display()))?;
     for (name, path) in sources {
         unpacker
             .source(path, name)
@@ -149,12 +148,9 @@ fn apply(patch: &ProjectFile, build: &Path, workdir: &Path, sandbox: &dyn Sandbo
                 Ok(dry)
             }
         })
-        .map_err(|e| {
-            Error::input(
-                &patch.path,
-                None,
-                format!("running patch in the sandbox: {e}"),
-            )
+        .map_err(|e| Error::Host {
+            context: format!("applying {} in the sandbox", patch.path.display()),
+            problem: e.to_string(),
         })?;
     if output.status.success() {
         return Ok(());
@@ -168,7 +164,7 @@ fn apply(patch: &ProjectFile, build: &Path, workdir: &Path, sandbox: &dyn Sandbo
     let line = failed_hunk_line(&text, &report);
     Err(Error::input(
         &patch.path,
-        line,
+        line.map(|l| crate::error::Spot::whole_line(&text, l)),
         format!(
             "patch does not apply: {}",
             report.trim().replace('\n', "; ")
@@ -251,6 +247,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("p.patch:6: patch does not apply"), "{e}");
+        assert!(e.ends_with("\n6 | @@ -2 +2 @@"), "{e}");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("x.c")).unwrap(),
             "a\nq\n"

@@ -81,8 +81,10 @@ impl Store {
     /// complete one: everything is assembled in a staging directory, synced,
     /// then renamed into place.
     pub fn commit(&self, out: &Path, extras: Option<&Path>, mut meta: Meta) -> Result<Checkpoint> {
-        let manifest = manifest::of_tree(out)
-            .map_err(|e| Error::Other(format!("output of {}: {e}", meta.step)))?;
+        let manifest = manifest::of_tree(out).map_err(|e| Error::Output {
+            step: meta.step.clone(),
+            problem: e.to_string(),
+        })?;
         let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         meta.manifest_sha256 = hex_sha256(&manifest_json);
 
@@ -108,10 +110,10 @@ impl Store {
                 if matches!(name.as_str(), "tree" | "manifest.json" | "meta.json")
                     || !path.is_file()
                 {
-                    return Err(Error::Other(format!(
-                        "{}: not a file a checkpoint can keep",
-                        path.display()
-                    )));
+                    return Err(Error::Output {
+                        step: meta.step.clone(),
+                        problem: format!("{}: not a file a checkpoint can keep", path.display()),
+                    });
                 }
                 let (sha256, _) =
                     file_sha256(&path).io_context(|| format!("reading {}", path.display()))?;

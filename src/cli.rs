@@ -110,7 +110,7 @@ pub struct TargetArgs {
     #[arg(long, short, value_parser = target_name)]
     pub target: String,
     /// Override a config variable of the target: --set arch=i686.
-    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = crate::assignment::parse)]
     pub overrides: Vec<(String, String)>,
 }
 
@@ -304,7 +304,7 @@ pub struct BookArgs {
     #[arg(long, short, required_unless_present = "check")]
     pub target: Option<String>,
     /// Override a config variable of the target: --set arch=i686.
-    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = crate::assignment::parse)]
     pub overrides: Vec<(String, String)>,
     /// Where to write the book [default: STATE/book/TARGET].
     #[arg(long)]
@@ -323,18 +323,12 @@ pub struct ExplainArgs {
     #[arg(long, short)]
     pub target: Option<String>,
     /// Override a config variable of the target: --set arch=i686.
-    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+    #[arg(long = "set", value_name = "VAR=VALUE", value_parser = crate::assignment::parse)]
     pub overrides: Vec<(String, String)>,
-}
-
-fn parse_assignment(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected VAR=VALUE, got {s:?}"))
 }
 
 /// A target name becomes a file name in the project and the state
 /// directory, so it is a plain name, never a path.
-fn target_name(s: &str) -> Result<String, String> {
+fn target_name(s: &str) -> Result<String, crate::names::Refused> {
     crate::names::identifier(s).map(|()| s.to_string())
 }

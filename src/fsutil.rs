@@ -117,10 +117,10 @@ pub fn detach_mounts_under(path: &Path) -> Result<()> {
                 .status()
                 .is_ok_and(|s| s.success());
         if !detached {
-            return Err(crate::error::Error::Other(format!(
-                "{} is still mounted (left by a run that was killed?) and could not be detached; unmount it with `fusermount -u -z`",
-                point.display()
-            )));
+            return Err(crate::error::Error::Host {
+                context: format!("{} is still mounted", point.display()),
+                problem: "it was left by a run that was killed? It could not be detached; unmount it with `fusermount -u -z`".into(),
+            });
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! [`checkpoint`] → report.
 
 pub mod archive;
+pub mod assignment;
 pub mod audit;
 pub mod beneath;
 pub mod book;

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use crate::digest::is_sha256_hex;
-use crate::error::{Error, IoContext, Result};
-use crate::{names, yaml};
+use crate::error::{IoContext, Result};
+use crate::names;
+use crate::yaml::Doc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,17 +23,28 @@ struct LockFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
-    name: String,
-    sha256: String,
-    size: u64,
+    name: Spanned<String>,
+    sha256: Spanned<String>,
+    size: Spanned<u64>,
     #[serde(default)]
-    urls: Vec<String>,
+    urls: Vec<Spanned<String>>,
     #[serde(default)]
-    apt: Option<AptSource>,
+    apt: Option<RawApt>,
     #[serde(default)]
-    git: Option<String>,
+    git: Option<Spanned<String>>,
     #[serde(default)]
-    commit: Option<String>,
+    commit: Option<Spanned<String>>,
+}
+
+/// [`AptSource`] as written, with where each part is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApt {
+    package: Spanned<String>,
+    version: Spanned<String>,
+    file: Spanned<String>,
+    #[serde(default)]
+    binary: bool,
 }
 
 /// A file that the host's package tool can fetch: `apt-get source
@@ -83,11 +95,11 @@ impl Lock {
 
     /// Parses lock text as if it were the file at `path`, which errors name.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let file: LockFile = yaml::parse(path, bytes)?;
+        let doc = Doc::new(path, bytes)?;
+        let file: LockFile = doc.parse()?;
         if file.version.value != 1 {
-            return Err(Error::input(
-                path,
-                yaml::line_of(&file.version),
+            return Err(doc.error(
+                &file.version,
                 format!(
                     "unsupported lock version {} (this stagebuild reads 1)",
                     file.version.value
@@ -96,67 +108,90 @@ impl Lock {
         }
         let mut entries = BTreeMap::new();
         for spanned in file.sources.unwrap_or_default() {
-            let line = yaml::line_of(&spanned);
-            let raw = spanned.value;
-            let bad = |message: String| Error::input(path, line, message);
-            names::plain_file_name(&raw.name).map_err(|why| bad(format!("source name {why}")))?;
-            if !is_sha256_hex(&raw.sha256) {
-                return Err(bad(format!(
-                    "{}: sha256 must be 64 lowercase hex digits, got {:?} ({} characters)",
-                    raw.name,
-                    raw.sha256,
-                    raw.sha256.len()
-                )));
+            let line = crate::yaml::line_of(&spanned);
+            let raw = &spanned.value;
+            let name = &raw.name.value;
+            names::plain_file_name(name)
+                .map_err(|why| doc.error(&raw.name, format!("source name {why}")))?;
+            let sha256 = &raw.sha256.value;
+            if !is_sha256_hex(sha256) {
+                return Err(doc.error(
+                    &raw.sha256,
+                    format!(
+                        "{name}: sha256 must be 64 lowercase hex digits, got {sha256:?} ({} characters)",
+                        sha256.len()
+                    ),
+                ));
             }
-            if raw.size == 0 {
-                return Err(bad(format!("{}: size must be greater than 0", raw.name)));
+            if raw.size.value == 0 {
+                return Err(doc.error(&raw.size, format!("{name}: size must be greater than 0")));
             }
-            let git = match (raw.git, raw.commit) {
+            let git = match (&raw.git, &raw.commit) {
                 (None, None) => None,
                 (Some(url), Some(commit)) => {
-                    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(bad(format!(
-                            "{}: commit must be a full 40-digit sha1, got {commit:?}",
-                            raw.name
-                        )));
+                    let hex = &commit.value;
+                    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(doc.error(
+                            commit,
+                            format!("{name}: commit must be a full 40-digit sha1, got {hex:?}"),
+                        ));
                     }
-                    if !raw.name.ends_with(".tar") {
-                        return Err(bad(format!(
-                            "{}: a git source is packed as an uncompressed tarball, so its name must end in .tar",
-                            raw.name
-                        )));
+                    if !name.ends_with(".tar") {
+                        return Err(doc.error(
+                            &raw.name,
+                            format!(
+                                "{name}: a git source is packed as an uncompressed tarball, so its name must end in .tar"
+                            ),
+                        ));
                     }
-                    names::git_url(&url).map_err(|why| bad(format!("{}: {why}", raw.name)))?;
-                    Some(GitSource { url, commit })
+                    names::git_url(&url.value)
+                        .map_err(|why| doc.error(url, format!("{name}: {why}")))?;
+                    Some(GitSource {
+                        url: url.value.clone(),
+                        commit: hex.clone(),
+                    })
                 }
-                _ => return Err(bad(format!("{}: git and commit go together", raw.name))),
+                (Some(one), None) | (None, Some(one)) => {
+                    return Err(doc.error(one, format!("{name}: git and commit go together")));
+                }
             };
             if raw.urls.is_empty() && raw.apt.is_none() && git.is_none() {
-                return Err(bad(format!(
-                    "{}: give at least one url, an apt source, or a git repository and commit",
-                    raw.name
-                )));
+                return Err(doc.error(
+                    &raw.name,
+                    format!(
+                        "{name}: give at least one url, an apt source, or a git repository and commit"
+                    ),
+                ));
             }
             for url in &raw.urls {
-                names::download_url(url).map_err(|why| bad(format!("{}: {why}", raw.name)))?;
+                names::download_url(&url.value)
+                    .map_err(|why| doc.error(url, format!("{name}: {why}")))?;
             }
             if let Some(apt) = &raw.apt {
-                names::apt_package(&apt.package)
-                    .and_then(|()| names::apt_version(&apt.version))
-                    .and_then(|()| names::plain_file_name(&apt.file))
-                    .map_err(|why| bad(format!("{}: {why}", raw.name)))?;
+                let check =
+                    |value: &Spanned<String>, ok: std::result::Result<(), names::Refused>| {
+                        ok.map_err(|why| doc.error(value, format!("{name}: {why}")))
+                    };
+                check(&apt.package, names::apt_package(&apt.package.value))?;
+                check(&apt.version, names::apt_version(&apt.version.value))?;
+                check(&apt.file, names::plain_file_name(&apt.file.value))?;
             }
             let entry = LockEntry {
-                name: raw.name,
-                sha256: raw.sha256,
-                size: raw.size,
-                urls: raw.urls,
-                apt: raw.apt,
+                name: name.clone(),
+                sha256: sha256.clone(),
+                size: raw.size.value,
+                urls: raw.urls.iter().map(|u| u.value.clone()).collect(),
+                apt: raw.apt.as_ref().map(|a| AptSource {
+                    package: a.package.value.clone(),
+                    version: a.version.value.clone(),
+                    file: a.file.value.clone(),
+                    binary: a.binary,
+                }),
                 git,
                 line,
             };
-            if let Some(old) = entries.insert(entry.name.clone(), entry) {
-                return Err(bad(format!("{} is listed twice", old.name)));
+            if entries.insert(name.clone(), entry).is_some() {
+                return Err(doc.error(&raw.name, format!("{name} is listed twice")));
             }
         }
         Ok(Lock {
@@ -195,7 +230,7 @@ mod tests {
         let e = load(&GOOD.replace("cfd4a4\n", "\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("sources.lock:3:"), "{e}");
+        assert!(e.contains("sources.lock:4:13: a.tar.gz: sha256"), "{e}");
         assert!(e.contains("64 lowercase hex digits"), "{e}");
     }
 

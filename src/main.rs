@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let prefix = paint(Stream::Stderr, Style::Error, "error:");
-            eprintln!("{prefix} {e}");
+            eprintln!("{prefix} {}", e.render(Stream::Stderr));
             ExitCode::from(e.exit_code() as u8)
         }
     }

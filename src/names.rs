@@ -3,9 +3,30 @@
 //! sees `..`, `/`, a NUL, a control byte or a leading `-` where it matters.
 //! Every check returns why a value is refused, for a `file:line` error.
 
+/// Why a name or locator from input is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{name:?} must be a plain file name: {why}")]
+    NotPlainFileName { name: String, why: &'static str },
+    #[error("{0:?} is not a name: use only a-z, 0-9, '-', '_' and '.', not first '.' or '-'")]
+    NotIdentifier(String),
+    #[error("{0:?} has no host, or a bad one")]
+    BadHost(String),
+    #[error("{0:?} is not a URL that is fetched (http:// or https://)")]
+    NotDownloadUrl(String),
+    #[error("git {0:?} holds a control character")]
+    ControlInGitUrl(String),
+    #[error("git {0:?} must be an https://, http://, git:// or file:// URL, or an absolute path")]
+    NotGitUrl(String),
+    #[error("apt package {0:?} is not a Debian package name")]
+    NotAptPackage(String),
+    #[error("apt version {0:?} is not a Debian version")]
+    NotAptVersion(String),
+}
+
 /// A name that is joined to a directory as one path component: a patch, an
 /// extra file, a source in the lock or a mirror pack, an apt `file`.
-pub fn plain_file_name(name: &str) -> Result<(), String> {
+pub fn plain_file_name(name: &str) -> Result<(), Refused> {
     let why = if name.is_empty() {
         "it is empty"
     } else if name.len() > 255 {
@@ -21,30 +42,29 @@ pub fn plain_file_name(name: &str) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("{name:?} must be a plain file name: {why}"))
+    Err(Refused::NotPlainFileName {
+        name: name.to_string(),
+        why,
+    })
 }
 
 /// A step or target name: it names a file, a work directory, a log
 /// directory and a record, so only a-z, 0-9, '-', '_' and '.', not starting
 /// with '.' or '-'.
-pub fn identifier(name: &str) -> Result<(), String> {
+pub fn identifier(name: &str) -> Result<(), Refused> {
     if crate::step::is_identifier(name) {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a name: use only a-z, 0-9, '-', '_' and '.', not first '.' or '-'"
-        ))
+        Err(Refused::NotIdentifier(name.to_string()))
     }
 }
 
 /// A download URL in the lock: http or https, with a host.
-pub fn download_url(url: &str) -> Result<(), String> {
+pub fn download_url(url: &str) -> Result<(), Refused> {
     match scheme_and_rest(url) {
         Some(("http" | "https", rest)) if host_ok(rest) => Ok(()),
-        Some(("http" | "https", _)) => Err(format!("{url:?} has no host, or a bad one")),
-        _ => Err(format!(
-            "{url:?} is not a URL that is fetched (http:// or https://)"
-        )),
+        Some(("http" | "https", _)) => Err(Refused::BadHost(url.to_string())),
+        _ => Err(Refused::NotDownloadUrl(url.to_string())),
     }
 }
 
@@ -52,17 +72,15 @@ pub fn download_url(url: &str) -> Result<(), String> {
 /// `file://` URL, or an absolute path to a local repository. Not ssh (its
 /// host part has reached ssh as an option before) nor git's `ext::` helper,
 /// which runs a command.
-pub fn git_url(url: &str) -> Result<(), String> {
+pub fn git_url(url: &str) -> Result<(), Refused> {
     if url.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(format!("git {url:?} holds a control character"));
+        return Err(Refused::ControlInGitUrl(url.to_string()));
     }
     match scheme_and_rest(url) {
         Some(("https" | "http" | "git", rest)) if host_ok(rest) => Ok(()),
         Some(("file", rest)) if rest.starts_with('/') => Ok(()),
         None if url.starts_with('/') => Ok(()),
-        _ => Err(format!(
-            "git {url:?} must be an https://, http://, git:// or file:// URL, or an absolute path"
-        )),
+        _ => Err(Refused::NotGitUrl(url.to_string())),
     }
 }
 
@@ -72,25 +90,25 @@ pub const GIT_PROTOCOLS: &str = "https:http:git:file";
 
 /// A Debian package name (policy 5.6.1): lowercase letters, digits, '+',
 /// '-', '.', at least two, starting with a letter or digit.
-pub fn apt_package(name: &str) -> Result<(), String> {
+pub fn apt_package(name: &str) -> Result<(), Refused> {
     let ok = name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
     ok.then_some(())
-        .ok_or_else(|| format!("apt package {name:?} is not a Debian package name"))
+        .ok_or_else(|| Refused::NotAptPackage(name.to_string()))
 }
 
 /// A Debian version (policy 5.6.12): starts with a digit, then letters,
 /// digits and `.+~-:`.
-pub fn apt_version(version: &str) -> Result<(), String> {
+pub fn apt_version(version: &str) -> Result<(), Refused> {
     let ok = version.starts_with(|c: char| c.is_ascii_digit())
         && version
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".+~-:".contains(&b));
     ok.then_some(())
-        .ok_or_else(|| format!("apt version {version:?} is not a Debian version"))
+        .ok_or_else(|| Refused::NotAptVersion(version.to_string()))
 }
 
 fn scheme_and_rest(url: &str) -> Option<(&str, &str)> {

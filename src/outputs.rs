@@ -74,7 +74,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Records> {
     let mut steps: Records = BTreeMap::new();
     let mut current: Option<String> = None;
     for (n, line) in text.lines().enumerate() {
-        let bad = |message: &str| Error::input(path, Some(n as u64 + 1), message.to_string());
+        let bad = |message: &str| {
+            let spot = crate::error::Spot::whole_line(text, n as u64 + 1);
+            Error::input(path, Some(spot), message.to_string())
+        };
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -280,7 +283,7 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "t.outputs:2: sha256 \"xyz\" is not 64 lowercase hex digits"
+            "t.outputs:2: sha256 \"xyz\" is not 64 lowercase hex digits\n  |\n2 | f 0644 xyz a"
         );
     }
 

@@ -76,7 +76,7 @@ impl Project {
         let mut machine: Option<VmSettings> = None;
         let mut hop: Option<(String, Kexec)> = None;
         for stage in &target.stages {
-            let bad = |message: String| Error::input(&target.path, stage.line, message);
+            let bad = |message: String| Error::input(&target.path, stage.at.clone(), message);
             let vm = match (stage.runner, &stage.vm, hop.take()) {
                 (RunnerKind::Vm, None, Some((_, kexec))) => {
                     let previous = machine.clone().expect("a kexec step runs in a VM stage");
@@ -118,7 +118,7 @@ impl Project {
                         if !step_path.exists() {
                             return Err(Error::input(
                                 &target.path,
-                                step_ref.line,
+                                step_ref.at.clone(),
                                 format!(
                                     "step {:?} does not exist: no {}",
                                     step_ref.step,
@@ -134,7 +134,8 @@ impl Project {
                 if !step_ref.applies(&target.config) {
                     continue;
                 }
-                let bad = |message: String| Error::input(&target.path, step_ref.line, message);
+                let bad =
+                    |message: String| Error::input(&target.path, step_ref.at.clone(), message);
                 if let Some((id, _)) = &hop {
                     return Err(bad(format!(
                         "the kexec step {id} must end its stage: the steps after it run on \

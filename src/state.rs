@@ -76,11 +76,9 @@ impl StateDir {
     pub fn record(&self, target: &str) -> Result<Record> {
         let path = self.record_path(target);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Other(format!(
-                    "{}: unreadable ({e}); remove it or run with --fresh",
-                    path.display()
-                ))
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::CorruptState {
+                path: path.clone(),
+                problem: e.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record {
                 target: target.to_string(),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::error::{Error, Result};
-use crate::yaml;
+use crate::error::{Error, Result, Spot};
+use crate::yaml::Doc;
 
 /// A configuration value; conditions compare their text.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -73,8 +73,46 @@ struct RawStage {
     name: String,
     runner: RunnerKind,
     #[serde(default)]
-    vm: Option<Spanned<VmSettings>>,
+    vm: Option<Spanned<RawVm>>,
     steps: Vec<Spanned<RawStepRef>>,
+}
+
+/// [`VmSettings`] as written, with where its files are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    kernel: Spanned<String>,
+    #[serde(default)]
+    initrd: Option<Spanned<String>>,
+    #[serde(default = "default_memory")]
+    memory: u32,
+    #[serde(default = "default_disk")]
+    disk: u32,
+    #[serde(default = "default_boot_timeout")]
+    boot_timeout: u64,
+    #[serde(default = "default_step_timeout")]
+    step_timeout: u64,
+    #[serde(default)]
+    append: Option<Spanned<String>>,
+}
+
+impl RawVm {
+    fn settings(&self, machine: &str) -> VmSettings {
+        VmSettings {
+            kernel: self.kernel.value.clone(),
+            initrd: self.initrd.as_ref().map(|i| i.value.clone()),
+            memory: self.memory,
+            disk: self.disk,
+            boot_timeout: self.boot_timeout,
+            step_timeout: self.step_timeout,
+            append: self
+                .append
+                .as_ref()
+                .map(|a| a.value.clone())
+                .unwrap_or_default(),
+            machine: machine.to_string(),
+        }
+    }
 }
 
 /// How a `vm` stage's guest is made. Files are named `STEP:PATH`, a path in
@@ -135,7 +173,10 @@ impl VmSettings {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "each step must be a step name, or { step: NAME, pass: N, when: { VARIABLE: VALUES } }"
+)]
 enum RawStepRef {
     Name(String),
     Full(FullStepRef),
@@ -159,7 +200,8 @@ pub struct StepRef {
     pub pass: Option<u32>,
     /// Config variable → accepted values; all must match.
     pub when: BTreeMap<String, Vec<String>>,
-    pub line: Option<u64>,
+    /// Where the target lists it, for errors found when the chain is made.
+    pub at: Option<Spot>,
 }
 
 impl StepRef {
@@ -181,7 +223,7 @@ impl StepRef {
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub name: String,
-    pub line: Option<u64>,
+    pub at: Option<Spot>,
     pub runner: RunnerKind,
     pub vm: Option<VmSettings>,
     pub steps: Vec<StepRef>,
@@ -200,12 +242,12 @@ pub struct Target {
 impl Target {
     /// Loads a target; `overrides` (from `--set var=value`) replace config values.
     pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Self> {
-        let raw: RawTarget = yaml::read(path)?;
-        let bad = |line, message: String| Error::input(path, line, message);
+        let doc = Doc::read(path)?;
+        let raw: RawTarget = doc.parse()?;
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if raw.name.value != stem {
-            return Err(bad(
-                yaml::line_of(&raw.name),
+            return Err(doc.error(
+                &raw.name,
                 format!(
                     "the target is named {:?} but its file is {stem}.yaml",
                     raw.name.value
@@ -230,37 +272,38 @@ impl Target {
         }
 
         if raw.stages.is_empty() {
-            return Err(bad(None, "the target has no stages".into()));
+            return Err(doc.error_at_line(1, "the target has no stages"));
         }
         let mut stages = Vec::new();
         let mut stage_names = Vec::new();
         let mut ids = BTreeMap::new();
         for stage in raw.stages {
-            let stage_line = yaml::line_of(&stage);
-            let stage = stage.value;
-            if stage_names.contains(&stage.name) {
-                return Err(bad(
-                    stage_line,
-                    format!("stage {:?} is listed twice", stage.name),
+            let stage_at = doc.spot_of(&stage);
+            if stage_names.contains(&stage.value.name) {
+                return Err(doc.error(
+                    &stage,
+                    format!("stage {:?} is listed twice", stage.value.name),
                 ));
             }
+            let stage = stage.value;
             stage_names.push(stage.name.clone());
             let mut steps = Vec::new();
             for entry in stage.steps {
-                let line = yaml::line_of(&entry);
-                let step_ref = match entry.value {
+                let at = doc.spot_of(&entry);
+                let bad = |message: String| doc.error(&entry, message);
+                let step_ref = match &entry.value {
                     RawStepRef::Name(step) => StepRef {
-                        step,
+                        step: step.clone(),
                         pass: None,
                         when: BTreeMap::new(),
-                        line,
+                        at: at.clone(),
                     },
                     RawStepRef::Full(full) => StepRef {
-                        step: full.step,
+                        step: full.step.clone(),
                         pass: full.pass,
                         when: full
                             .when
-                            .into_iter()
+                            .iter()
                             .map(|(var, values)| {
                                 let values = match values {
                                     OneOrMany::One(v) => vec![v.to_string()],
@@ -268,78 +311,75 @@ impl Target {
                                         vs.iter().map(Scalar::to_string).collect()
                                     }
                                 };
-                                (var, values)
+                                (var.clone(), values)
                             })
                             .collect(),
-                        line,
+                        at: at.clone(),
                     },
                 };
                 // The name becomes a step file, a work directory and a log.
                 crate::names::identifier(&step_ref.step)
-                    .map_err(|why| bad(line, format!("step {why}")))?;
+                    .map_err(|why| bad(format!("step {why}")))?;
                 if step_ref.pass == Some(0) {
-                    return Err(bad(line, "passes count from 1".into()));
+                    return Err(bad("passes count from 1".into()));
                 }
                 if let Some(var) = step_ref.when.keys().find(|v| !config.contains_key(*v)) {
-                    return Err(bad(
-                        line,
-                        format!("condition on {var:?}, which is not in the target's config"),
-                    ));
+                    return Err(bad(format!(
+                        "condition on {var:?}, which is not in the target's config"
+                    )));
                 }
                 let id = step_ref.id();
-                if let Some(first) = ids.insert(id.clone(), line) {
+                if let Some(first) = ids.insert(id.clone(), at.as_ref().map(|a| a.line)) {
                     let first = first
                         .map(|l| format!(" (first at line {l})"))
                         .unwrap_or_default();
-                    return Err(bad(
-                        line,
-                        format!("step {id} appears twice{first}; give each use its own pass"),
-                    ));
+                    return Err(bad(format!(
+                        "step {id} appears twice{first}; give each use its own pass"
+                    )));
                 }
                 steps.push(step_ref);
             }
             let vm = match (stage.runner, stage.vm) {
                 (RunnerKind::Vm, Some(vm)) => {
-                    let line = yaml::line_of(&vm);
-                    for file in std::iter::once(&vm.value.kernel).chain(vm.value.initrd.iter()) {
-                        let (step, _) = VmSettings::file_ref(file).ok_or_else(|| {
-                            bad(
-                                line,
+                    let raw = &vm.value;
+                    for file in std::iter::once(&raw.kernel).chain(raw.initrd.iter()) {
+                        let (step, _) = VmSettings::file_ref(&file.value).ok_or_else(|| {
+                            doc.error(
+                                file,
                                 format!(
-                                    "{file:?} must be STEP:PATH, a file in an earlier step's output"
+                                    "{:?} must be STEP:PATH, a file in an earlier step's output",
+                                    file.value
                                 ),
                             )
                         })?;
                         if !ids.contains_key(step) || steps.iter().any(|s: &StepRef| s.id() == step)
                         {
-                            return Err(bad(
-                                line,
-                                format!("{file:?}: {step} is not a step of an earlier stage"),
+                            return Err(doc.error(
+                                file,
+                                format!(
+                                    "{:?}: {step} is not a step of an earlier stage",
+                                    file.value
+                                ),
                             ));
                         }
                     }
                     // The kernel command line is one argument of qemu's.
-                    if vm.value.append.contains('\0') {
-                        return Err(bad(line, "append may not hold a NUL byte".into()));
+                    if let Some(append) = raw.append.as_ref().filter(|a| a.value.contains('\0')) {
+                        return Err(doc.error(append, "append may not hold a NUL byte"));
                     }
-                    let mut vm = vm.value;
-                    vm.machine = stage.name.clone();
-                    Some(vm)
+                    Some(raw.settings(&stage.name))
                 }
                 // Settings come from a kexec at the end of the stage before;
                 // the chain checks that there is one.
                 (RunnerKind::Vm, None) => None,
                 (RunnerKind::Host, Some(vm)) => {
-                    return Err(bad(
-                        yaml::line_of(&vm),
-                        "vm: settings belong to a stage with runner: vm".into(),
-                    ));
+                    return Err(doc.error(&vm, "vm: settings belong to a stage with runner: vm"));
                 }
                 (RunnerKind::Host, None) => None,
             };
             stages.push(Stage {
                 name: stage.name,
-                line: stage_line,
+                at: stage_at,
                 runner: stage.runner,
                 vm,
                 steps,

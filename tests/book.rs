@@ -30,10 +30,7 @@ fn section<'a>(html: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn book_check_passes_on_the_projects_own_steps() {
-    assert_cmd::Command::cargo_bin("stagebuild")
-        .unwrap()
-        .arg("--project")
-        .arg(repo())
+    common::stagebuild(&repo(), None, None)
         .args(["book", "--check"])
         .assert()
         .success()
@@ -79,7 +76,7 @@ fn book_check_names_the_file_and_line_of_a_missing_description_and_patch_reason(
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "steps/hello.yaml:6: each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }",
+            "steps/hello.yaml:6:5: each patch must be a file name, or { file: NAME, reason: WHY IT IS APPLIED }",
         ));
 }
 
@@ -151,8 +148,7 @@ fn a_step_gets_its_outputs_once_built_and_says_so_before() {
     );
 
     // greet's checkpoint goes: its page says so again, hello's is unchanged.
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["greet"]["key"].as_str().unwrap();
     fs::remove_dir_all(f.state().join("checkpoints").join(key)).unwrap();
     write_book().stdout(predicate::str::contains("1 of 2 steps built"));
@@ -247,8 +243,7 @@ fn each_page_gives_the_last_audits_verdict_unless_the_step_was_rebuilt_since() {
     }
 
     // greet is built again after the audit: its verdict was for the build before.
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["greet"]["key"].as_str().unwrap();
     fs::remove_dir_all(f.state().join("checkpoints").join(key)).unwrap();
     f.cmd()

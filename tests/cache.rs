@@ -20,13 +20,7 @@ fn fixture() -> Fixture {
 /// stagebuild on the fixture's project and mirror, with its own state and
 /// the server's credentials.
 fn stagebuild(f: &Fixture, state: &Path, server: &S3Server) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(f.project())
-        .arg("--state")
-        .arg(state)
-        .arg("--mirror")
-        .arg(f.mirror());
+    let mut cmd = common::stagebuild(&f.project(), Some(state), Some(&f.mirror()));
     server.configure(&mut cmd);
     cmd
 }
@@ -43,8 +37,7 @@ fn build_and_push(f: &Fixture, server: &S3Server, prefix: &str) -> PathBuf {
 }
 
 fn key_of(state: &Path, step: &str) -> String {
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(state, "t");
     record["steps"][step]["key"].as_str().unwrap().to_string()
 }
 
@@ -436,14 +429,8 @@ fn a_cache_that_cannot_be_reached_is_a_warning_and_the_build_succeeds() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(f.project())
-        .arg("--state")
-        .arg(f.state())
-        .arg("--mirror")
-        .arg(f.mirror())
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+    let mut cmd = common::stagebuild(&f.project(), Some(&f.state()), Some(&f.mirror()));
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")
         .env("STAGEBUILD_CACHE", "s3://nowhere/team")

@@ -194,9 +194,7 @@ fn init_then_plan_then_run_builds_the_example_in_an_empty_directory() {
         .stderr(predicate::str::contains(
             "[1/1] hello: built and checkpointed",
         ));
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(project.join("state/targets/main.json")).unwrap())
-            .unwrap();
+    let record = common::record(&project.join("state"), "main");
     let key = record["steps"]["hello"]["key"].as_str().unwrap();
     let hello = project
         .join("state/checkpoints")
@@ -400,7 +398,7 @@ fn a_missing_field_is_named_with_an_example_and_workdir_dot_is_the_build_directo
             .args(["plan", "--target", "t"])
             .assert()
             .code(2)
-            .stderr(predicate::str::contains("steps/hello.yaml:5: workdir"));
+            .stderr(predicate::str::contains("steps/hello.yaml:5:10: workdir"));
         f.write("steps/hello.yaml", text);
     }
 }

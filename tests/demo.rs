@@ -28,14 +28,7 @@ fn mirror() -> PathBuf {
 }
 
 fn stagebuild(state: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(repo())
-        .arg("--state")
-        .arg(state)
-        .arg("--mirror")
-        .arg(mirror());
-    cmd
+    common::stagebuild(&repo(), Some(state), Some(&mirror()))
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -89,8 +82,7 @@ fn copy_state_records(from: &Path, to: &Path) {
 }
 
 fn checkpoint_tree(state: &Path, step: &str) -> PathBuf {
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
+    let record = common::record(state, "demo");
     let key = record["steps"][step]["key"].as_str().unwrap();
     state.join("checkpoints").join(key).join("tree")
 }
@@ -376,8 +368,7 @@ fn resume_command(state: &Path) -> Command {
 
 /// Removes the checkpoints of `steps`, so that the next run builds them.
 fn forget(state: &Path, steps: &[&str]) {
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(state.join("targets/demo.json")).unwrap()).unwrap();
+    let record = common::record(state, "demo");
     for step in steps {
         let key = record["steps"][step]["key"].as_str().unwrap();
         fs::remove_dir_all(state.join("checkpoints").join(key)).unwrap();
@@ -665,13 +656,7 @@ fn project_with_vm_target(name: &str, steps: &[(&str, &str)]) -> PathBuf {
 }
 
 fn run_faulty(project: &Path, state: &Path, resume: bool) -> assert_cmd::assert::Assert {
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(project)
-        .arg("--state")
-        .arg(state)
-        .arg("--mirror")
-        .arg(mirror());
+    let mut cmd = common::stagebuild(project, Some(state), Some(&mirror()));
     cmd.args(["run", "--target", "faulty"]);
     if resume {
         cmd.arg("--resume");
@@ -1098,8 +1083,7 @@ fn a_guest_step_sees_the_same_environment_in_qemu_and_in_the_sandbox() {
     let project = project_with_vm_target("demo-guest-probe-project", &[("probe", PROBE_STEP)]);
     run_faulty(&project, &state, false).success();
     let probe = |state: &Path| {
-        let record: serde_json::Value =
-            serde_json::from_slice(&fs::read(state.join("targets/faulty.json")).unwrap()).unwrap();
+        let record = common::record(state, "faulty");
         let key = record["steps"]["probe"]["key"].as_str().unwrap();
         let dir = state.join("checkpoints").join(key);
         let text = fs::read_to_string(dir.join("tree/etc/probe")).unwrap();
@@ -1107,20 +1091,14 @@ fn a_guest_step_sees_the_same_environment_in_qemu_and_in_the_sandbox() {
         text
     };
     let in_qemu = probe(&state);
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(&project)
-        .arg("--state")
-        .arg(&state)
-        .arg("--mirror")
-        .arg(mirror())
-        .args([
-            "run", "--target", "faulty", "--resume", "--guest", "sandbox",
-        ])
-        .timeout(Duration::from_secs(600))
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("[11/11] probe: built"));
+    let mut cmd = common::stagebuild(&project, Some(&state), Some(&mirror()));
+    cmd.args([
+        "run", "--target", "faulty", "--resume", "--guest", "sandbox",
+    ])
+    .timeout(Duration::from_secs(600))
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("[11/11] probe: built"));
     let in_sandbox = probe(&state);
     assert!(in_qemu.contains("\ni686\n"), "{in_qemu}");
     assert!(in_qemu.contains("OUT=/stagebuild/out\n"), "{in_qemu}");
@@ -1200,14 +1178,8 @@ fn a_guest_step_in_the_sandbox_is_stopped_at_its_timeout() {
             "name: sleepy\nversion: \"1\"\ndescription: Sleeps too long.\ntimeout: 2\nbuild: |\n  echo sleeping\n  sleep 600\n",
         )],
     );
-    let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    cmd.arg("--project")
-        .arg(&project)
-        .arg("--state")
-        .arg(&state)
-        .arg("--mirror")
-        .arg(mirror())
-        .args(["run", "--target", "faulty", "--guest", "sandbox"])
+    let mut cmd = common::stagebuild(&project, Some(&state), Some(&mirror()));
+    cmd.args(["run", "--target", "faulty", "--guest", "sandbox"])
         .timeout(Duration::from_secs(300))
         .assert()
         .code(1)

@@ -278,32 +278,32 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
         (
             "steps/hello.yaml",
             format!("{step}colour: red\n").into(),
-            "steps/hello.yaml:12: unknown field `colour`",
+            "steps/hello.yaml:12:1: unknown field `colour`",
         ),
         (
             "steps/hello.yaml",
             s("version: \"1.0\"", "version: [1, 0]").into(),
-            "steps/hello.yaml:2:",
+            "steps/hello.yaml:2:10: expected string scalar",
         ),
         (
             "steps/hello.yaml",
             s("name: hello\n", "").into(),
-            "steps/hello.yaml:7: missing field `name`",
+            "steps/hello.yaml:7:1: missing field `name`",
         ),
         (
             "steps/hello.yaml",
             s("name: hello", "name: hullo").into(),
-            "steps/hello.yaml:1: the step is named \"hullo\" but its file is hello.yaml",
+            "steps/hello.yaml:1:7: the step is named \"hullo\" but its file is hello.yaml",
         ),
         (
             "steps/hello.yaml",
             s("name: hello", "name: Hello!").into(),
-            "steps/hello.yaml:1:",
+            "steps/hello.yaml:1:7: the step is named \"Hello!\"",
         ),
         (
             "steps/hello.yaml",
             s("sources: [hello-1.0.tar.gz]", "sources: [hello-9.tar.gz]").into(),
-            "steps/hello.yaml:4: source \"hello-9.tar.gz\" is not in",
+            "steps/hello.yaml:4:11: source \"hello-9.tar.gz\" is not in",
         ),
         (
             "steps/hello.yaml",
@@ -312,12 +312,12 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "sources: [hello-1.0.tar.gz, hello-1.0.tar.gz]",
             )
             .into(),
-            "steps/hello.yaml:4: source \"hello-1.0.tar.gz\" is listed twice",
+            "steps/hello.yaml:4:29: source \"hello-1.0.tar.gz\" is listed twice",
         ),
         (
             "steps/hello.yaml",
             s("sources: [hello-1.0.tar.gz]", "sources: hello-1.0.tar.gz").into(),
-            "steps/hello.yaml:4:",
+            "steps/hello.yaml:4:10: expected sequence start",
         ),
         (
             "steps/hello.yaml",
@@ -326,7 +326,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "workdir: hello-1.0\npatches: [missing.patch]",
             )
             .into(),
-            "steps/hello.yaml:6: patch",
+            "steps/hello.yaml:6:11: patch",
         ),
         (
             "steps/hello.yaml",
@@ -335,17 +335,17 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "workdir: hello-1.0\npatches: [../fix.patch]",
             )
             .into(),
-            "steps/hello.yaml:6: patch \"../fix.patch\" must be a plain file name",
+            "steps/hello.yaml:6:11: patch \"../fix.patch\" must be a plain file name",
         ),
         (
             "steps/hello.yaml",
             s("workdir: hello-1.0", "workdir: /etc").into(),
-            "steps/hello.yaml:5: workdir \"/etc\" must be a relative path",
+            "steps/hello.yaml:5:10: workdir \"/etc\" must be a relative path",
         ),
         (
             "steps/hello.yaml",
             s("workdir: hello-1.0", "workdir: ../..").into(),
-            "steps/hello.yaml:5: workdir \"../..\" must be a relative path",
+            "steps/hello.yaml:5:10: workdir \"../..\" must be a relative path",
         ),
         (
             "steps/hello.yaml",
@@ -354,7 +354,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "workdir: hello-1.0\nenv:\n  PATH: /opt/bin",
             )
             .into(),
-            "steps/hello.yaml:7: env may not set PATH",
+            "steps/hello.yaml:7:3: env may not set PATH",
         ),
         (
             "steps/hello.yaml",
@@ -363,7 +363,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "workdir: hello-1.0\nenv:\n  bad-name: x",
             )
             .into(),
-            "steps/hello.yaml:7: env name \"bad-name\" is not a variable name",
+            "steps/hello.yaml:7:3: env name \"bad-name\" is not a variable name",
         ),
         (
             "steps/hello.yaml",
@@ -372,17 +372,17 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "workdir: hello-1.0\nenv:\n  CFLAGS: {a: 1}",
             )
             .into(),
-            "steps/hello.yaml:7: expected string scalar",
+            "steps/hello.yaml:7:11: expected string scalar",
         ),
         (
             "steps/hello.yaml",
             "name: hello\nversion: \"1\"\ndescription: Nothing to do.\n".into(),
-            "steps/hello.yaml:1: the step has none of configure, build, install",
+            "steps/hello.yaml:1:1: the step has none of configure, build, install",
         ),
         (
             "steps/hello.yaml",
             b"".to_vec(),
-            "steps/hello.yaml:1: the file is empty",
+            "steps/hello.yaml:1:1: the file is empty",
         ),
         (
             "steps/hello.yaml",
@@ -392,28 +392,28 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 .into_iter()
                 .map(|b| if b == 1 { 0xff } else { b })
                 .collect(),
-            "steps/hello.yaml:3: invalid UTF-8",
+            "steps/hello.yaml:3:18: invalid UTF-8",
         ),
         (
             "steps/hello.yaml",
             format!("{step}name: again\n").into(),
-            "steps/hello.yaml:12: duplicate mapping key: name",
+            "steps/hello.yaml:12:1: duplicate mapping key `name`",
         ),
         (
             "steps/hello.yaml",
             s("sources: [hello-1.0.tar.gz]", "sources: [hello-1.0.tar.gz").into(),
-            "steps/hello.yaml:",
+            "steps/hello.yaml:5:8: illegal placement of ':' indicator",
         ),
         // Targets.
         (
             "steps/targets/t.yaml",
             t("runner: host", "runner: chroot").into(),
-            "steps/targets/t.yaml:7: unknown variant `chroot`, expected one of host, vm",
+            "steps/targets/t.yaml:7:13: unknown variant `chroot`, expected one of host, vm",
         ),
         (
             "steps/targets/t.yaml",
             t("runner: host", "runner: vm").into(),
-            "steps/targets/t.yaml:6: stage \"host\" runs in a VM: give its vm: settings (kernel at least)",
+            "steps/targets/t.yaml:6:5: stage \"host\" runs in a VM: give its vm: settings (kernel at least)",
         ),
         (
             "steps/targets/t.yaml",
@@ -422,22 +422,22 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "runner: vm\n    vm: { kernel: later:boot/vmlinuz }",
             )
             .into(),
-            "steps/targets/t.yaml:8: \"later:boot/vmlinuz\": later is not a step of an earlier stage",
+            "steps/targets/t.yaml:8:19: \"later:boot/vmlinuz\": later is not a step of an earlier stage",
         ),
         (
             "steps/targets/t.yaml",
             t("      - greet\n", "      - greet\n      - nope\n").into(),
-            "steps/targets/t.yaml:11: step \"nope\" does not exist",
+            "steps/targets/t.yaml:11:9: step \"nope\" does not exist",
         ),
         (
             "steps/targets/t.yaml",
             t("      - greet\n", "      - greet\n      - hello\n").into(),
-            "steps/targets/t.yaml:11: step hello appears twice (first at line 9)",
+            "steps/targets/t.yaml:11:9: step hello appears twice (first at line 9)",
         ),
         (
             "steps/targets/t.yaml",
             format!("{target}  - name: host\n    runner: host\n    steps: []\n").into(),
-            "steps/targets/t.yaml:11: stage \"host\" is listed twice",
+            "steps/targets/t.yaml:11:5: stage \"host\" is listed twice",
         ),
         (
             "steps/targets/t.yaml",
@@ -446,37 +446,37 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "      - { step: greet, when: { libc: musl } }\n",
             )
             .into(),
-            "steps/targets/t.yaml:10: condition on \"libc\", which is not in the target's config",
+            "steps/targets/t.yaml:10:9: condition on \"libc\", which is not in the target's config",
         ),
         (
             "steps/targets/t.yaml",
             t("      - greet\n", "      - { step: greet, pass: 0 }\n").into(),
-            "steps/targets/t.yaml:10: passes count from 1",
+            "steps/targets/t.yaml:10:9: passes count from 1",
         ),
         (
             "steps/targets/t.yaml",
             t("      - greet\n", "      - { step: greet, passes: 2 }\n").into(),
-            "steps/targets/t.yaml:10:",
+            "steps/targets/t.yaml:10:9: each step must be a step name, or { step: NAME, pass: N, when: { VARIABLE: VALUES } }",
         ),
         (
             "steps/targets/t.yaml",
             "name: t\nsource_date_epoch: 1\nstages: []\n".into(),
-            "steps/targets/t.yaml: the target has no stages",
+            "steps/targets/t.yaml:1:1: the target has no stages",
         ),
         (
             "steps/targets/t.yaml",
             t("name: t", "name: u").into(),
-            "steps/targets/t.yaml:1: the target is named \"u\" but its file is t.yaml",
+            "steps/targets/t.yaml:1:7: the target is named \"u\" but its file is t.yaml",
         ),
         (
             "steps/targets/t.yaml",
             t("source_date_epoch: 1672531200\n", "").into(),
-            "steps/targets/t.yaml:4: missing field `source_date_epoch`",
+            "steps/targets/t.yaml:4:1: missing field `source_date_epoch`",
         ),
         (
             "steps/targets/t.yaml",
             t("runner: host", "runner: host\n    memory: 2G").into(),
-            "steps/targets/t.yaml:8: unknown field `memory`",
+            "steps/targets/t.yaml:8:5: unknown field `memory`",
         ),
         (
             "steps/targets/t.yaml",
@@ -485,94 +485,95 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
                 "source_date_epoch: yesterday",
             )
             .into(),
-            "steps/targets/t.yaml:2:",
+            "steps/targets/t.yaml:2:20: invalid u64",
         ),
         // Kexec steps and the stages around them.
         (
             "steps/greet.yaml",
             b"name: greet\nversion: \"1\"\ndescription: A hop.\nbuild: |\n  true\nkexec:\n  kernel: hello:boot/bzImage\n".to_vec(),
-            "steps/greet.yaml:7: a kexec step only loads a kernel and jumps to it: remove build",
+            "steps/greet.yaml:5:3: a kexec step only loads a kernel and jumps to it: remove build",
         ),
         (
             "steps/greet.yaml",
             b"name: greet\nversion: \"1\"\ndescription: A hop.\nkexec:\n  kernel: /boot/bzImage\n".to_vec(),
-            "steps/greet.yaml:5: \"/boot/bzImage\" must be STEP:PATH",
+            "steps/greet.yaml:5:11: \"/boot/bzImage\" must be STEP:PATH",
         ),
         (
             "steps/greet.yaml",
             b"name: greet\nversion: \"1\"\ndescription: A hop.\nkexec:\n  kernel: hello:boot/bzImage\n".to_vec(),
-            "steps/targets/t.yaml:10: greet is a kexec step: it runs in a guest, in a stage with runner: vm",
+            "steps/targets/t.yaml:10:9: greet is a kexec step: it runs in a guest, in a stage with runner: vm",
         ),
         (
             "steps/targets/t.yaml",
             format!("{target}  - name: vm\n    runner: vm\n    steps: [hello2]\n").into(),
-            "steps/targets/t.yaml:11: stage \"vm\" runs in a VM: give its vm: settings (kernel at least), or end the stage before it with a kexec step",
+            "steps/targets/t.yaml:11:5: stage \"vm\" runs in a VM: give its vm: settings (kernel at least), or end the stage before it with a kexec step",
         ),
         // Lock files.
         (
             "sources.lock",
             lock.replacen(&sha, &sha[..60], 1).into(),
-            "sources.lock:3: hello-1.0.tar.gz: sha256 must be 64 lowercase hex digits, got",
+            "sources.lock:4:13: hello-1.0.tar.gz: sha256 must be 64 lowercase hex digits, got",
         ),
         (
             "sources.lock",
             lock.replacen(&sha, &sha.to_uppercase(), 1).into(),
-            "sources.lock:3: hello-1.0.tar.gz: sha256 must be 64 lowercase hex digits",
+            "sources.lock:4:13: hello-1.0.tar.gz: sha256 must be 64 lowercase hex digits",
         ),
         (
             "sources.lock",
             entry("").replace("size: 10", "size: 0").into(),
-            "sources.lock:3: a.tar.gz: size must be greater than 0",
+            "sources.lock:5:11: a.tar.gz: size must be greater than 0",
         ),
         (
             "sources.lock",
             entry("")
                 .replace("    urls: [https://example.org/a.tar.gz]\n", "")
                 .into(),
-            "sources.lock:3: a.tar.gz: give at least one url, an apt source, or a git repository and commit",
+            "sources.lock:3:11: a.tar.gz: give at least one url, an apt source, or a git repository and commit",
         ),
         (
             "sources.lock",
             format!("{lock}{}", &lock[lock.find("  - name").unwrap()..]).into(),
-            "sources.lock:7: hello-1.0.tar.gz is listed twice",
+            "sources.lock:7:11: hello-1.0.tar.gz is listed twice",
         ),
         (
             "sources.lock",
             lock.replacen("version: 1", "version: 2", 1).into(),
-            "sources.lock:1: unsupported lock version 2",
+            "sources.lock:1:10: unsupported lock version 2",
         ),
         (
             "sources.lock",
             entry("")
                 .replace("https://example.org/a.tar.gz", "example.org/a.tar.gz")
                 .into(),
-            "sources.lock:3: a.tar.gz: \"example.org/a.tar.gz\" is not a URL",
+            "sources.lock:6:12: a.tar.gz: \"example.org/a.tar.gz\" is not a URL",
         ),
         (
             "sources.lock",
             entry("")
                 .replace("name: a.tar.gz", "name: dir/a.tar.gz")
                 .into(),
-            "sources.lock:3: source name \"dir/a.tar.gz\" must be a plain file name",
+            "sources.lock:3:11: source name \"dir/a.tar.gz\" must be a plain file name",
         ),
         (
             "sources.lock",
             entry("    md5: abc\n").into(),
-            "sources.lock:7: unknown field `md5`",
+            "sources.lock:7:5: unknown field `md5`",
         ),
         (
             "sources.lock",
             b"\n".to_vec(),
-            "sources.lock:1: the file is empty",
+            "sources.lock:1:1: the file is empty",
         ),
         (
             "sources.lock",
             entry("").replace("size: 10", "size: ten").into(),
-            "sources.lock:5:",
+            "sources.lock:5:11: invalid u64",
         ),
     ];
-    assert!(cases.len() >= 30);
+    assert!(cases.len() >= 40);
     let mirror_before = snapshot(&f.mirror());
+    let mut wrong = Vec::new();
     for (path, content, expected) in &cases {
         let original = fs::read(f.project().join(path)).unwrap();
         f.write(path, content);
@@ -584,15 +585,15 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
             let output = assert.get_output();
             let stderr = String::from_utf8_lossy(&output.stderr);
             let shown = stderr.replace(&format!("{}/", f.project().display()), "");
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{path} {expected:?}: {shown}"
-            );
-            assert!(
-                shown.contains(expected),
-                "{path}: expected {expected:?} in:\n{shown}"
-            );
+            if output.status.code() != Some(2) || !shown.contains(expected) {
+                wrong.push(format!(
+                    "{path}: expected exit 2 and {expected:?} in:\n{shown}"
+                ));
+                continue;
+            }
+            if let Err(why) = common::shows_the_offending_line(&shown, expected, &f.project()) {
+                wrong.push(format!("{path} {expected:?}: {why} in:\n{shown}"));
+            }
         }
         assert!(
             !f.state().exists(),
@@ -605,6 +606,7 @@ fn malformed_input_exits_2_with_file_and_line_and_changes_nothing() {
         );
         f.write(path, original);
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
 
 #[test]
@@ -716,8 +718,7 @@ fn a_full_disk_fails_the_commit_cleanly_and_resume_finishes_after_space_is_freed
                 .and(predicate::str::contains("to resume from here:")),
         );
     // The earlier checkpoint still loads; the failed one is not there.
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     assert!(record["steps"].get("fill").is_none());
     assert_eq!(
         fs::read_dir(f.state().join("checkpoints")).unwrap().count(),

@@ -77,8 +77,7 @@ fn a_damaged_checkpoint_is_rebuilt_with_a_warning() {
     let f = fixture_with("hello, greet");
     f.cmd().args(["run", "--target", "t"]).assert().success();
     let before = manifests(&f.state(), "t");
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["greet"]["key"]
         .as_str()
         .unwrap()
@@ -136,8 +135,7 @@ fn sandbox_is_clean_confined_and_offline(sandbox: &str) {
         "the sandbox reached the host's listener"
     );
 
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(f.state().join("targets/t.json")).unwrap()).unwrap();
+    let record = common::record(&f.state(), "t");
     let key = record["steps"]["probe"]["key"].as_str().unwrap();
     let out = f.state().join("checkpoints").join(key).join("tree");
     let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
@@ -461,7 +459,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     };
 
     f.write("steps/hello.yaml", format!("{step}colour: red\n"));
-    check(&["steps/hello.yaml:12: unknown field `colour`"]);
+    check(&["steps/hello.yaml:12:1: unknown field `colour`"]);
 
     f.write(
         "steps/hello.yaml",
@@ -470,7 +468,7 @@ fn bad_input_is_refused_before_anything_is_written() {
             "sources:\n  - hello-2.0.tar.gz",
         ),
     );
-    check(&["steps/hello.yaml:5:", "hello-2.0.tar.gz", "not in"]);
+    check(&["steps/hello.yaml:5:5:", "hello-2.0.tar.gz", "not in"]);
 
     f.write("steps/hello.yaml", &step);
     let short = lock
@@ -486,7 +484,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         .join("\n");
     f.write("sources.lock", short);
     check(&[
-        "sources.lock:3:",
+        "sources.lock:4:13:",
         "64 lowercase hex digits",
         "62 characters",
     ]);
@@ -516,4 +514,20 @@ fn bad_input_is_refused_before_anything_is_written() {
         "{stderr}"
     );
     assert!(!f.state().exists());
+}
+
+#[test]
+fn an_unreadable_record_says_to_start_fresh_and_never_to_resume() {
+    let f = Fixture::tiny();
+    fs::create_dir_all(f.state().join("targets")).unwrap();
+    fs::write(f.state().join("targets/t.json"), "{ not json").unwrap();
+    let assert = f
+        .cmd()
+        .args(["run", "--target", "t", "--resume"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("targets/t.json: unreadable"), "{stderr}");
+    assert!(stderr.contains("run with --fresh"), "{stderr}");
+    assert!(!stderr.contains("to resume"), "{stderr}");
 }

@@ -111,7 +111,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 target_with_steps(f, "      - hello\n      - ../../canary/sub\n");
                 args(&["run", "--target", "t"])
             }),
-            refused("steps/targets/t.yaml:8: step \"../../canary/sub\" is not a name"),
+            refused("steps/targets/t.yaml:8:9: step \"../../canary/sub\" is not a name"),
         ),
         (
             "an absolute step reference",
@@ -121,7 +121,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 args(&["run", "--target", "t"])
             }),
             refused(
-                "steps/targets/t.yaml:7: step \"/", // the canary's absolute path follows
+                "steps/targets/t.yaml:7:9: step \"/", // the canary's absolute path follows
             ),
         ),
         (
@@ -132,7 +132,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 args(&["plan", "--target", "t"])
             }),
             // The project's path is taken out of the message.
-            refused("steps/targets/t.yaml:7: step \"steps/hello\" is not a name"),
+            refused("steps/targets/t.yaml:7:9: step \"steps/hello\" is not a name"),
         ),
         (
             "--target with ..",
@@ -169,7 +169,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 f.write("steps/greet.yaml", format!("{step}files: [{file:?}]\n"));
                 args(&["run", "--target", "t"])
             }),
-            refused("steps/greet.yaml:7: file \"/"),
+            refused("steps/greet.yaml:7:9: file \"/"),
         ),
         (
             // Found by the step_parser property: it passed, and joined to
@@ -183,7 +183,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 );
                 args(&["run", "--target", "t"])
             }),
-            refused("steps/hello.yaml:5: workdir \"\" must be a relative path"),
+            refused("steps/hello.yaml:5:10: workdir \"\" must be a relative path"),
         ),
         (
             // Found by the step_parser property, as the empty one was.
@@ -196,7 +196,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 );
                 args(&["run", "--target", "t"])
             }),
-            refused("steps/hello.yaml:5: workdir \"hello\\0\" must be a relative path"),
+            refused("steps/hello.yaml:5:10: workdir \"hello\\0\" must be a relative path"),
         ),
         (
             "a patch named -p0",
@@ -206,7 +206,7 @@ fn names_that_would_become_paths_are_refused_where_they_are_parsed() {
                 args(&["run", "--target", "t"])
             }),
             refused(
-                "steps/greet.yaml:7: patch \"-p0\" must be a plain file name: it starts with '-'",
+                "steps/greet.yaml:7:11: patch \"-p0\" must be a plain file name: it starts with '-'",
             ),
         ),
     ];
@@ -291,14 +291,15 @@ fn lock_entry(f: &Fixture, body: &str) {
     fs::write(&path, format!("{text}{body}")).unwrap();
 }
 
-fn hostile_lock_entry(body: String, message: String) -> (Setup, Expect) {
+/// `at` is the `line:column` of the value the lock refuses.
+fn hostile_lock_entry(body: String, at: &str, message: String) -> (Setup, Expect) {
     (
         Box::new(move |f, canary| {
             let body = body.replace("CANARY", &canary.display().to_string());
             lock_entry(f, &body);
             args(&["mirror", "fetch"])
         }),
-        refused(format!("sources.lock:7: {message}")),
+        refused(format!("sources.lock:{at}: {message}")),
     )
 }
 
@@ -323,43 +324,50 @@ fn lock_entries_never_reach_a_command_line_or_a_path_outside_the_mirror() {
         (
             "a git URL that is an option",
             git("--upload-pack=touch CANARY/pwned"),
+            "10:10",
             "x.tar: git \"--upload-pack=touch ",
         ),
         (
             "a git URL for the ext:: helper",
             git("ext::sh -c touch% CANARY/pwned"),
+            "10:10",
             "x.tar: git \"ext::sh -c touch% ",
         ),
         (
             "an ssh git URL whose host is an option",
             git("ssh://-oProxyCommand=touch CANARY/pwned/r.git"),
+            "10:10",
             "x.tar: git \"ssh://-oProxyCommand",
         ),
         (
             "an apt file given as an absolute path",
             apt("hello", "CANARY/passwd"),
+            "10:54",
             "x.tar: \"/",
         ),
         (
             "an apt file with ..",
             apt("hello", "../../canary/passwd"),
+            "10:54",
             "x.tar: \"../../canary/passwd\" must be a plain file name",
         ),
         (
             "an apt package that is an option",
             apt("-oAPT::Update::Pre-Invoke::=touch CANARY/pwned", "x.tar"),
+            "10:21",
             "x.tar: apt package \"-oAPT::Update::Pre-Invoke::=touch ",
         ),
         (
             "a file:// download URL",
             url("file://CANARY/passwd"),
+            "10:12",
             "x.tar: \"file://",
         ),
     ];
     let cases = table
         .into_iter()
-        .map(|(name, body, message)| {
-            let (setup, expect) = hostile_lock_entry(body, message.to_string());
+        .map(|(name, body, at, message)| {
+            let (setup, expect) = hostile_lock_entry(body, at, message.to_string());
             (name, setup, expect)
         })
         .collect();
@@ -440,7 +448,7 @@ fn small_input_faults_exit_2_with_their_file_and_line() {
                 );
                 args(&["run", "--target", "t"])
             }),
-            refused("steps/greet.yaml:8: env GREETING: a value may not hold a NUL byte"),
+            refused("steps/greet.yaml:8:13: env GREETING: a value may not hold a NUL byte"),
         ),
         (
             "lock add with a name that is a path",
@@ -487,7 +495,7 @@ fn small_input_faults_exit_2_with_their_file_and_line() {
                     "https://example.org/y.tar.gz".into(),
                 ]
             }),
-            refused("sources.lock:7: missing field"),
+            refused("sources.lock:7:5: missing field"),
         ),
     ];
     run_cases(cases);

@@ -36,17 +36,12 @@ impl Project {
     /// A project whose lock lists `entries`: (name, content, urls).
     fn with(entries: &[(&str, &[u8], Vec<String>)]) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        let mut lock = String::from("version: 1\nsources:\n");
-        for (name, content, urls) in entries {
-            lock.push_str(&format!(
-                "  - name: {name}\n    sha256: {}\n    size: {}\n    urls:\n{}",
-                sha(content),
-                content.len(),
-                urls.iter()
-                    .map(|u| format!("      - {u}\n"))
-                    .collect::<String>()
-            ));
-        }
+        let lock = common::lock_text(
+            &entries
+                .iter()
+                .map(|(name, content, urls)| common::lock_entry(name, content, urls))
+                .collect::<Vec<_>>(),
+        );
         fs::write(dir.path().join("sources.lock"), lock).unwrap();
         Project { dir }
     }
@@ -56,12 +51,7 @@ impl Project {
     }
 
     fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-        cmd.arg("--project")
-            .arg(self.dir.path())
-            .arg("--mirror")
-            .arg(self.mirror());
-        cmd
+        common::stagebuild(self.dir.path(), None, Some(&self.mirror()))
     }
 
     fn fetch(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
@@ -375,7 +365,7 @@ fn verify_reports_missing_corrupt_and_unreferenced_files() {
         .cmd()
         .args(["mirror", "verify", "--json"])
         .assert()
-        .code(1);
+        .code(2);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(
         report["files"][0],
@@ -393,8 +383,9 @@ fn verify_reports_missing_corrupt_and_unreferenced_files() {
     p.cmd()
         .args(["mirror", "verify"])
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains("MISSING  a.tar"));
+        .code(2)
+        .stdout(predicate::str::contains("MISSING  a.tar"))
+        .stderr(predicate::str::contains("2 file(s) missing or corrupt"));
 }
 
 #[test]
@@ -421,23 +412,18 @@ fn pack_then_unpack_carries_a_mirror_and_a_flipped_byte_is_caught() {
 
     let empty = tempfile::tempdir().unwrap();
     let unpack = |pack: &Path| {
-        let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-        cmd.arg("--project")
-            .arg(p.dir.path())
-            .arg("--mirror")
-            .arg(empty.path().join("m"));
-        cmd.args(["mirror", "unpack"]).arg(pack).assert()
+        common::stagebuild(p.dir.path(), None, Some(&empty.path().join("m")))
+            .args(["mirror", "unpack"])
+            .arg(pack)
+            .assert()
     };
     unpack(&pack)
         .success()
         .stdout(predicate::str::contains("2 file(s) verified and unpacked"));
-    let mut verify = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-    verify
-        .arg("--project")
-        .arg(p.dir.path())
-        .arg("--mirror")
-        .arg(empty.path().join("m"));
-    verify.args(["mirror", "verify"]).assert().success();
+    common::stagebuild(p.dir.path(), None, Some(&empty.path().join("m")))
+        .args(["mirror", "verify"])
+        .assert()
+        .success();
 
     // Flip one byte inside b's data.
     let mut bytes_of_pack = fs::read(&pack).unwrap();

@@ -186,11 +186,7 @@ fn lock_add_apt_accepts_the_orig_when_apt_get_fails_for_another_file_and_checks_
 fn lock_add_apt_records_and_fetches_a_real_debian_source_package() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("p");
-    let stagebuild = || {
-        let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-        cmd.arg("--project").arg(&project);
-        cmd
-    };
+    let stagebuild = || common::stagebuild(&project, None, None);
     stagebuild().arg("init").arg(&project).assert().success();
     stagebuild()
         .args(["lock", "add", "--apt", "bzip2=1.0.8-5"])

@@ -85,9 +85,20 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Why a size (`--max-unpacked`) does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSize {
+    #[error("{0:?} is not a size (like 8G, 512M or 1048576)")]
+    NotANumber(String),
+    #[error("{0:?}: unknown unit (use K, M, G or T)")]
+    UnknownUnit(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// A size as people write it: `8G`, `512M`, `64k`, `1T` (powers of 1024;
 /// `GiB`, `GB` and `G` alike), or a number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, BadSize> {
     let text = text.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())
@@ -95,7 +106,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(digits);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size (like 8G, 512M or 1048576)"))?;
+        .map_err(|_| BadSize::NotANumber(text.to_string()))?;
     let shift = match unit
         .trim()
         .to_ascii_uppercase()
@@ -106,11 +117,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "M" => 20,
         "G" => 30,
         "T" => 40,
-        _ => return Err(format!("{text:?}: unknown unit (use K, M, G or T)")),
+        _ => return Err(BadSize::UnknownUnit(text.to_string())),
     };
     number
         .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| BadSize::TooLarge(text.to_string()))
 }
 
 /// A size for messages: the largest unit that divides it, else bytes.

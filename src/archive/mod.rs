@@ -67,7 +67,9 @@ impl Format {
 /// Unpacks a guest's output tar into `dest`, checked like any archive. Its
 /// size is bounded by the disk it came on.
 pub fn unpack_tar(reader: impl Read, dest: &Path) -> Result<(), ArchiveError> {
-    Unpacker::new(dest, u64::MAX)?.tar(reader)
+    Unpacker::new(dest, u64::MAX)
+        .map_err(ArchiveError::Read)?
+        .tar(reader)
 }
 
 /// Unpacks sources, one after another, into one directory.
@@ -80,9 +82,9 @@ pub struct Unpacker {
 }
 
 impl Unpacker {
-    pub fn new(dest: &Path, max_unpacked: u64) -> Result<Unpacker, ArchiveError> {
+    pub fn new(dest: &Path, max_unpacked: u64) -> io::Result<Unpacker> {
         Ok(Unpacker {
-            root: Root::open(dest).map_err(ArchiveError::Read)?,
+            root: Root::open(dest)?,
             max_unpacked,
             links: Vec::new(),
         })

@@ -16,7 +16,7 @@ pub enum CacheCommand {
         #[arg(long, short)]
         target: String,
         /// Override a config variable of the target: --set arch=i686.
-        #[arg(long = "set", value_name = "VAR=VALUE", value_parser = parse_assignment)]
+        #[arg(long = "set", value_name = "VAR=VALUE", value_parser = crate::assignment::parse)]
         overrides: Vec<(String, String)>,
     },
     /// List the cache's checkpoints.
@@ -37,10 +37,4 @@ pub enum CacheCommand {
         /// Where to write the secret key (mode 0600); it must not exist.
         out: PathBuf,
     },
-}
-
-fn parse_assignment(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected VAR=VALUE, got {s:?}"))
 }

@@ -25,16 +25,27 @@ pub enum CacheUrl {
     Http { base: String },
 }
 
+/// Why a cache URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCacheUrl {
+    #[error("{0}: no bucket (expected s3://BUCKET/PREFIX)")]
+    NoBucket(String),
+    #[error("{0}: a prefix may not contain . or ..")]
+    DotInPrefix(String),
+    #[error("{0}: a cache is s3://BUCKET/PREFIX, or https://HOST/PATH for a read-only mirror")]
+    Scheme(String),
+}
+
 impl CacheUrl {
-    pub fn parse(text: &str) -> std::result::Result<CacheUrl, String> {
+    pub fn parse(text: &str) -> std::result::Result<CacheUrl, BadCacheUrl> {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("{text}: no bucket (expected s3://BUCKET/PREFIX)"));
+                return Err(BadCacheUrl::NoBucket(text.to_string()));
             }
             let prefix = prefix.trim_matches('/').to_string();
             if prefix.split('/').any(|part| part == "." || part == "..") {
-                return Err(format!("{text}: a prefix may not contain . or .."));
+                return Err(BadCacheUrl::DotInPrefix(text.to_string()));
             }
             return Ok(CacheUrl::S3 {
                 bucket: bucket.to_string(),
@@ -46,9 +57,7 @@ impl CacheUrl {
                 base: text.trim_end_matches('/').to_string(),
             });
         }
-        Err(format!(
-            "{text}: a cache is s3://BUCKET/PREFIX, or https://HOST/PATH for a read-only mirror"
-        ))
+        Err(BadCacheUrl::Scheme(text.to_string()))
     }
 
     /// Whether the cache is on this machine, so plain HTTP is harmless:
@@ -113,10 +122,13 @@ pub struct CacheSettings {
 /// on the command line wins over the environment, which wins over the file.
 pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSettings>> {
     let path = project.join(CONFIG_FILE);
-    let file: ConfigFile = if path.exists() {
-        crate::yaml::read(&path)?
-    } else {
-        ConfigFile::default()
+    let doc = match path.exists() {
+        true => Some(crate::yaml::Doc::read(&path)?),
+        false => None,
+    };
+    let file: ConfigFile = match &doc {
+        Some(doc) => doc.parse()?,
+        None => ConfigFile::default(),
     };
     let env = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty());
     let Some(url) = flag.map(str::to_string).or(env).or(file.url) else {
@@ -125,17 +137,17 @@ pub fn resolve(project: &Path, flag: Option<&str>) -> Result<Option<CacheSetting
     if url == NO_CACHE {
         return Ok(None);
     }
-    let url = CacheUrl::parse(&url).map_err(Error::Usage)?;
+    let url = CacheUrl::parse(&url).map_err(|e| Error::Usage(e.to_string()))?;
     let trusted = file
         .trusted_keys
         .iter()
         .map(|k| {
             super::sign::TrustedKey::parse(&k.name, &k.key.value).map_err(|e| {
-                Error::input(
-                    &path,
-                    crate::yaml::line_of(&k.key),
-                    format!("trusted key {}: {e}", k.name),
-                )
+                let message = format!("trusted key {}: {e}", k.name);
+                match &doc {
+                    Some(doc) => doc.error(&k.key, message),
+                    None => Error::input(&path, None, message),
+                }
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -192,7 +204,9 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = e.to_string();
         assert!(
-            e.ends_with("cache.yaml:4: trusted key ci: expected 32 bytes, got 2"),
+            e.ends_with(
+                "cache.yaml:4:10: trusted key ci: expected 32 bytes, got 2\n  |\n4 |     key: 00ff\n  |          ^^^^"
+            ),
             "{e}"
         );
         // --cache off wins over the file.

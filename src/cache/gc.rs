@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::error::CacheError;
 use super::layout::{self, Descriptor};
 use super::pull;
 use super::remote::Remote;
@@ -13,11 +14,11 @@ use crate::digest::hex_sha256;
 pub struct Listed {
     pub key: String,
     /// The descriptor, or why it could not be used.
-    pub descriptor: Result<Descriptor, String>,
+    pub descriptor: Result<Descriptor, CacheError>,
 }
 
 /// The keys of the checkpoints the cache holds.
-pub fn keys(remote: &Remote) -> Result<Vec<String>, String> {
+pub fn keys(remote: &Remote) -> Result<Vec<String>, CacheError> {
     let mut keys: Vec<String> = remote
         .list("checkpoints")?
         .into_iter()
@@ -27,14 +28,14 @@ pub fn keys(remote: &Remote) -> Result<Vec<String>, String> {
     Ok(keys)
 }
 
-pub fn list(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<Listed>, String> {
+pub fn list(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<Listed>, CacheError> {
     Ok(keys(remote)?
         .into_iter()
         .map(|key| Listed {
             descriptor: match pull::descriptor(remote, trusted, &key) {
                 Ok(Some((descriptor, _))) => Ok(descriptor),
-                Ok(None) => Err("vanished while listing".to_string()),
-                Err(why) => Err(why.to_string()),
+                Ok(None) => Err(CacheError::Unsound("vanished while listing".into())),
+                Err(why) => Err(why.into_inner()),
             },
             key,
         })
@@ -42,7 +43,7 @@ pub fn list(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<Listed>, Stri
 }
 
 /// What `cache verify` found wrong, one line each (empty: all sound).
-pub fn verify(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<String>, String> {
+pub fn verify(remote: &Remote, trusted: &[TrustedKey]) -> Result<Vec<String>, CacheError> {
     let mut problems = Vec::new();
     let mut needed: BTreeMap<String, String> = BTreeMap::new();
     for listed in list(remote, trusted)? {
@@ -89,7 +90,7 @@ pub fn collect(
     remote: &Remote,
     keep: &BTreeSet<String>,
     dry_run: bool,
-) -> Result<Collected, String> {
+) -> Result<Collected, CacheError> {
     let mut collected = Collected::default();
     let mut needed = BTreeSet::new();
     for key in keys(remote)? {

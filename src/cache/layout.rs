@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::CacheError;
 use super::sign::Signed;
 use crate::checkpoint::Meta;
 use crate::digest::is_sha256_hex;
@@ -54,15 +55,18 @@ impl Descriptor {
 
     /// Refuses a descriptor that could write outside the checkpoint it is
     /// restored into, or name objects outside `blobs/`.
-    pub fn check_shape(&self, key: &str) -> Result<(), String> {
+    pub fn check_shape(&self, key: &str) -> Result<(), CacheError> {
         if self.format != FORMAT {
-            return Err(format!(
+            return Err(CacheError::Unsound(format!(
                 "format {} (this stagebuild reads {FORMAT})",
                 self.format
-            ));
+            )));
         }
         if self.meta.key != key {
-            return Err(format!("it describes key {}", self.meta.key));
+            return Err(CacheError::Unsound(format!(
+                "it describes key {}",
+                self.meta.key
+            )));
         }
         let mut dirs = BTreeSet::new();
         for entry in &self.manifest {
@@ -71,15 +75,18 @@ impl Descriptor {
                 .iter()
                 .any(|p| p.is_empty() || *p == "." || *p == "..")
             {
-                return Err(format!("{:?}: not a path inside a checkpoint", entry.path));
+                return Err(CacheError::Unsound(format!(
+                    "{:?}: not a path inside a checkpoint",
+                    entry.path
+                )));
             }
             // Its directory must be one the manifest made, before it: never a
             // symlink, which would lead the restore elsewhere.
             if parts.len() > 1 && !dirs.contains(&parts[..parts.len() - 1].join("/")) {
-                return Err(format!(
+                return Err(CacheError::Unsound(format!(
                     "{}: its directory is not listed before it",
                     entry.path
-                ));
+                )));
             }
             match entry.kind {
                 FileKind::Dir => {
@@ -87,12 +94,18 @@ impl Descriptor {
                 }
                 FileKind::File => {
                     if !entry.sha256.as_deref().is_some_and(is_sha256_hex) || entry.size.is_none() {
-                        return Err(format!("{}: no sha256 and size", entry.path));
+                        return Err(CacheError::Unsound(format!(
+                            "{}: no sha256 and size",
+                            entry.path
+                        )));
                     }
                 }
                 FileKind::Symlink => {
                     if entry.link.is_none() {
-                        return Err(format!("{}: a link without a target", entry.path));
+                        return Err(CacheError::Unsound(format!(
+                            "{}: a link without a target",
+                            entry.path
+                        )));
                     }
                 }
             }
@@ -105,7 +118,9 @@ impl Descriptor {
                     "." | ".." | "tree" | "manifest.json" | "meta.json"
                 );
             if !plain || !is_sha256_hex(sha256) {
-                return Err(format!("extra {name:?}: not a file a checkpoint can keep"));
+                return Err(CacheError::Unsound(format!(
+                    "extra {name:?}: not a file a checkpoint can keep"
+                )));
             }
         }
         Ok(())
@@ -168,10 +183,16 @@ mod tests {
             sound
                 .check_shape("other")
                 .unwrap_err()
+                .to_string()
                 .contains("describes key k")
         );
 
-        let refused = |manifest: Vec<Entry>| descriptor(manifest).check_shape("k").unwrap_err();
+        let refused = |manifest: Vec<Entry>| {
+            descriptor(manifest)
+                .check_shape("k")
+                .unwrap_err()
+                .to_string()
+        };
         assert!(refused(vec![entry("../x", FileKind::File)]).contains("not a path inside"));
         assert!(refused(vec![entry("/x", FileKind::File)]).contains("not a path inside"));
         // Through a symlink the manifest made: the link could point anywhere.
@@ -189,6 +210,12 @@ mod tests {
             .meta
             .extras
             .insert("../disk.qcow2".into(), "a".repeat(64));
-        assert!(extra.check_shape("k").unwrap_err().contains("extra"));
+        assert!(
+            extra
+                .check_shape("k")
+                .unwrap_err()
+                .to_string()
+                .contains("extra")
+        );
     }
 }

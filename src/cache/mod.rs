@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod config;
+pub mod error;
 pub mod gc;
 pub mod layout;
 pub mod pull;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::{Checkpoint, Store};
 use config::CacheSettings;
+pub use error::CacheError;
 use push::{Outcome, Uploader};
 use remote::Remote;
 
@@ -24,7 +26,7 @@ pub trait CheckpointCache {
     /// Restores the checkpoint of `key` into `store` if the cache holds a
     /// sound one: Ok(true) if it did, Ok(false) if the cache has none, Err
     /// saying why one could not be used (the step is then built).
-    fn pull(&mut self, key: &str, store: &Store) -> Result<bool, String>;
+    fn pull(&mut self, key: &str, store: &Store) -> Result<bool, CacheError>;
     /// A step's checkpoint is in the local store: share it.
     fn offer(&mut self, checkpoint: &Checkpoint);
 }
@@ -33,7 +35,7 @@ pub trait CheckpointCache {
 pub struct NoCache;
 
 impl CheckpointCache for NoCache {
-    fn pull(&mut self, _key: &str, _store: &Store) -> Result<bool, String> {
+    fn pull(&mut self, _key: &str, _store: &Store) -> Result<bool, CacheError> {
         Ok(false)
     }
     fn offer(&mut self, _checkpoint: &Checkpoint) {}
@@ -43,7 +45,7 @@ impl CheckpointCache for NoCache {
 pub struct SharedCache {
     settings: CacheSettings,
     /// Opened on first use; an error is kept, so a dead cache is tried once.
-    remote: Option<Result<Remote, String>>,
+    remote: Option<Result<Remote, CacheError>>,
     /// Where pulled checkpoints are assembled: on the store's filesystem.
     staging: PathBuf,
     uploader: Option<Uploader>,
@@ -82,7 +84,7 @@ impl SharedCache {
 }
 
 impl CheckpointCache for SharedCache {
-    fn pull(&mut self, key: &str, store: &Store) -> Result<bool, String> {
+    fn pull(&mut self, key: &str, store: &Store) -> Result<bool, CacheError> {
         if self.unreachable {
             return Ok(false);
         }
@@ -90,7 +92,7 @@ impl CheckpointCache for SharedCache {
             .remote
             .get_or_insert_with(|| Remote::open(&self.settings.url))
             .as_ref()
-            .map_err(|e| format!("the cache {}: {e}", self.settings.url))?;
+            .map_err(|e| CacheError::Open(format!("the cache {}: {e}", self.settings.url)))?;
         match pull::pull(remote, &self.settings.trusted, store, &self.staging, key) {
             Ok(Some(_)) => {
                 self.pulled.insert(key.to_string());
@@ -99,7 +101,7 @@ impl CheckpointCache for SharedCache {
             Ok(None) => Ok(false),
             Err(pull::PullError::Unreachable(why)) => {
                 self.unreachable = true;
-                Err(format!("{why}; not asking it again in this run"))
+                Err(CacheError::Unreachable(Box::new(why)))
             }
             Err(pull::PullError::Refused(why)) => Err(why),
         }

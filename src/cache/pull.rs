@@ -8,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::error::CacheError;
 use super::layout::{self, Descriptor};
 use super::remote::Remote;
 use super::sign::{self, TrustedKey};
@@ -28,21 +29,29 @@ pub struct Pulled {
 #[derive(Debug)]
 pub enum PullError {
     /// The cache did not answer the first request.
-    Unreachable(String),
+    Unreachable(CacheError),
     /// What it gave could not be used, or it stopped answering midway.
-    Refused(String),
+    Refused(CacheError),
+}
+
+impl PullError {
+    pub fn into_inner(self) -> CacheError {
+        match self {
+            PullError::Unreachable(why) | PullError::Refused(why) => why,
+        }
+    }
 }
 
 impl std::fmt::Display for PullError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PullError::Unreachable(why) | PullError::Refused(why) => f.write_str(why),
+            PullError::Unreachable(why) | PullError::Refused(why) => why.fmt(f),
         }
     }
 }
 
-impl From<String> for PullError {
-    fn from(why: String) -> Self {
+impl From<CacheError> for PullError {
+    fn from(why: CacheError) -> Self {
         PullError::Refused(why)
     }
 }
@@ -59,8 +68,9 @@ pub fn descriptor(
     else {
         return Ok(None);
     };
-    let descriptor: Descriptor = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: unreadable: {e}", layout::descriptor(key)))?;
+    let descriptor: Descriptor = serde_json::from_slice(&bytes).map_err(|e| {
+        CacheError::Unsound(format!("{}: unreadable: {e}", layout::descriptor(key)))
+    })?;
     descriptor.check_shape(key)?;
     let signer = sign::check(
         trusted,
@@ -70,9 +80,9 @@ pub fn descriptor(
     let manifest_json =
         serde_json::to_vec_pretty(&descriptor.manifest).expect("manifest serializes");
     if hex_sha256(&manifest_json) != descriptor.meta.manifest_sha256 {
-        return Err(PullError::Refused(
+        return Err(PullError::Refused(CacheError::Unsound(
             "its manifest does not match the checksum in its meta".into(),
-        ));
+        )));
     }
     Ok(Some((descriptor, signer)))
 }
@@ -96,10 +106,12 @@ pub fn pull(
         meta.extras.clear();
         let committed = store
             .commit(&dir.join("out"), Some(&dir.join("extras")), meta)
-            .map_err(|e| e.to_string())?;
+            .map_err(CacheError::local(&dir))?;
         if committed.meta != descriptor.meta {
-            store.discard(key).map_err(|e| e.to_string())?;
-            return Err("the restored checkpoint differs from its descriptor".into());
+            store.discard(key).map_err(CacheError::local(&dir))?;
+            return Err(CacheError::Unsound(
+                "the restored checkpoint differs from its descriptor".into(),
+            ));
         }
         pulled.signer = signer;
         Ok(pulled)
@@ -110,8 +122,8 @@ pub fn pull(
 
 /// Downloads every file of the checkpoint into `dir/out` (the tree) and
 /// `dir/extras`, each verified, and checks the tree against the manifest.
-fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pulled, String> {
-    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pulled, CacheError> {
+    let io = |what: &Path, e: std::io::Error| CacheError::local(what)(e);
     let _ = fs::remove_dir_all(dir);
     let out = dir.join("out");
     let extras = dir.join("extras");
@@ -148,13 +160,14 @@ fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pull
     let names: Vec<String> = targets.keys().map(|sha256| layout::blob(sha256)).collect();
     remote.get_each(&names, |name, bytes| {
         let sha256 = &name["blobs/".len()..];
-        let bytes = bytes.ok_or_else(|| format!("{name} is missing from the cache"))?;
+        let bytes = bytes
+            .ok_or_else(|| CacheError::Unsound(format!("{name} is missing from the cache")))?;
         let actual = hex_sha256(&bytes);
         if actual != sha256 {
-            return Err(format!(
+            return Err(CacheError::Unsound(format!(
                 "{name}: expected sha256 {sha256}, got {actual} ({} bytes)",
                 bytes.len()
-            ));
+            )));
         }
         pulled.files += 1;
         pulled.bytes += bytes.len() as u64;
@@ -173,11 +186,11 @@ fn assemble(remote: &Remote, descriptor: &Descriptor, dir: &Path) -> Result<Pull
             set_mode(&path, entry.mode).map_err(|e| io(&path, e))?;
         }
     }
-    let actual = manifest::of_tree(&out).map_err(|e| e.to_string())?;
+    let actual = manifest::of_tree(&out).map_err(CacheError::local(&out))?;
     if let Some(difference) = manifest::first_difference(&descriptor.manifest, &actual) {
-        return Err(format!(
+        return Err(CacheError::Unsound(format!(
             "the restored tree differs from its manifest: {difference}"
-        ));
+        )));
     }
     Ok(pulled)
 }

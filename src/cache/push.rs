@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 
 use super::config::CacheSettings;
+use super::error::CacheError;
 use super::layout::{self, Descriptor, FORMAT};
 use super::remote::Remote;
 use super::sign;
@@ -45,7 +46,7 @@ pub fn push(
     remote: &Remote,
     key: Option<&SigningKey>,
     checkpoint: &Checkpoint,
-) -> Result<Pushed, String> {
+) -> Result<Pushed, CacheError> {
     remote.writable()?;
     let started = Instant::now();
     let name = layout::descriptor(&checkpoint.meta.key);
@@ -82,13 +83,12 @@ pub fn push(
         .zip(&present)
         .filter(|(_, present)| !**present)
         .map(|((sha256, path), _)| {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(CacheError::local(path))?;
             // The checkpoint was verified when committed or loaded; a file
             // changed since then must not be shared under its old name.
             if hex_sha256(&bytes) != *sha256 {
-                return Err(format!(
-                    "{} changed since it was checkpointed",
-                    path.display()
+                return Err(CacheError::local(path)(
+                    "it changed since it was checkpointed",
                 ));
             }
             pushed.uploaded += 1;
@@ -105,7 +105,7 @@ pub fn push(
 /// One checkpoint's upload: which step, and how it went.
 pub struct Outcome {
     pub step: String,
-    pub result: Result<Pushed, String>,
+    pub result: Result<Pushed, CacheError>,
 }
 
 /// Uploads checkpoints on a thread of its own while the next step builds.
@@ -134,7 +134,9 @@ impl Uploader {
                 .map(|checkpoint| {
                     let result = match (&opened, &failed) {
                         (Err(e), _) => Err(e.clone()),
-                        (_, Some(step)) => Err(format!("not tried after {step} failed")),
+                        (_, Some(step)) => Err(CacheError::NotTried {
+                            after: step.clone(),
+                        }),
                         (Ok((remote, key)), None) => push(remote, key.as_ref(), &checkpoint),
                     };
                     if result.is_err() && failed.is_none() {
@@ -166,7 +168,7 @@ impl Uploader {
             Some(Ok(outcomes)) => outcomes,
             Some(Err(_)) => vec![Outcome {
                 step: "(uploader)".into(),
-                result: Err("the upload thread panicked".into()),
+                result: Err(CacheError::Open("the upload thread panicked".into())),
             }],
             None => Vec::new(),
         }

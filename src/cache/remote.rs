@@ -13,9 +13,9 @@ use object_store::{
 };
 
 use super::config::CacheUrl;
+use super::error::CacheError;
 
-/// Why a remote operation failed, for messages.
-pub type RemoteResult<T> = std::result::Result<T, String>;
+pub type RemoteResult<T> = std::result::Result<T, CacheError>;
 
 /// Requests in flight at once when moving many objects: a checkpoint is
 /// often thousands of small files, and one at a time each costs a round trip.
@@ -76,7 +76,11 @@ impl Remote {
                 {
                     builder = builder.with_region("us-east-1");
                 }
-                Arc::new(builder.build().map_err(|e| e.to_string())?)
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| CacheError::Open(e.to_string()))?,
+                )
             }
             CacheUrl::Http { base, .. } => Arc::new(
                 HttpBuilder::new()
@@ -84,13 +88,13 @@ impl Remote {
                     .with_client_options(client(url))
                     .with_retry(retry())
                     .build()
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| CacheError::Open(e.to_string()))?,
             ),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("starting the cache's I/O runtime: {e}"))?;
+            .map_err(|e| CacheError::Open(format!("starting the cache's I/O runtime: {e}")))?;
         Ok(Remote {
             store,
             runtime,
@@ -120,9 +124,9 @@ impl Remote {
                     .bytes()
                     .await
                     .map(|b| Some(b.to_vec()))
-                    .map_err(|e| format!("{name}: {e}")),
+                    .map_err(CacheError::remote(name)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(format!("{name}: {e}")),
+                Err(e) => Err(CacheError::remote(name)(e)),
             }
         })
     }
@@ -133,7 +137,7 @@ impl Remote {
             match self.store.head(&path).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(format!("{name}: {e}")),
+                Err(e) => Err(CacheError::remote(name)(e)),
             }
         })
     }
@@ -144,7 +148,7 @@ impl Remote {
         self.runtime
             .block_on(self.store.put(&path, PutPayload::from(bytes)))
             .map(|_| ())
-            .map_err(|e| format!("{name}: {e}"))
+            .map_err(CacheError::remote(name))
     }
 
     pub fn delete(&self, name: &str) -> RemoteResult<()> {
@@ -152,7 +156,7 @@ impl Remote {
         let path = self.path(name);
         self.runtime
             .block_on(self.store.delete(&path))
-            .map_err(|e| format!("{name}: {e}"))
+            .map_err(CacheError::remote(name))
     }
 
     /// Fetches each object, several at a time, and hands each to `each` as
@@ -183,8 +187,8 @@ impl Remote {
                 let Some(joined) = in_flight.join_next().await else {
                     return Ok(());
                 };
-                let (name, result) = joined.map_err(|e| e.to_string())?;
-                each(&name, result.map_err(|e| format!("{name}: {e}"))?)?;
+                let (name, result) = joined.map_err(CacheError::remote(&self.url))?;
+                each(&name, result.map_err(CacheError::remote(&name))?)?;
             }
         })
     }
@@ -205,10 +209,10 @@ impl Remote {
                 let Some(joined) = in_flight.join_next().await else {
                     return Ok(found);
                 };
-                match joined.map_err(|e| e.to_string())? {
+                match joined.map_err(CacheError::remote(&self.url))? {
                     (i, Ok(_)) => found[i] = true,
                     (_, Err(object_store::Error::NotFound { .. })) => {}
-                    (i, Err(e)) => return Err(format!("{}: {e}", names[i])),
+                    (i, Err(e)) => return Err(CacheError::remote(&names[i])(e)),
                 }
             }
         })
@@ -239,8 +243,8 @@ impl Remote {
                 let Some(joined) = in_flight.join_next().await else {
                     return Ok(());
                 };
-                if let (name, Err(e)) = joined.map_err(|e| e.to_string())? {
-                    return Err(format!("{name}: {e}"));
+                if let (name, Err(e)) = joined.map_err(CacheError::remote(&self.url))? {
+                    return Err(CacheError::remote(&name)(e));
                 }
             }
         })
@@ -249,16 +253,16 @@ impl Remote {
     /// The objects directly under `dir`, with their sizes.
     pub fn list(&self, dir: &str) -> RemoteResult<Vec<(String, u64)>> {
         if self.read_only {
-            return Err(format!(
-                "{} is a read-only HTTP mirror; it cannot be listed",
-                self.url
-            ));
+            return Err(CacheError::ReadOnly {
+                url: self.url.clone(),
+                why: "it cannot be listed",
+            });
         }
         let prefix = self.path(dir);
         let listed = self
             .runtime
             .block_on(self.store.list_with_delimiter(Some(&prefix)))
-            .map_err(|e| format!("listing {dir}: {e}"))?;
+            .map_err(CacheError::remote(dir))?;
         Ok(listed
             .objects
             .into_iter()
@@ -269,10 +273,10 @@ impl Remote {
     /// Whether objects can be written here: not on a read-only HTTP mirror.
     pub fn writable(&self) -> RemoteResult<()> {
         if self.read_only {
-            Err(format!(
-                "{} is a read-only HTTP mirror: push to the S3 cache it publishes",
-                self.url
-            ))
+            Err(CacheError::ReadOnly {
+                url: self.url.clone(),
+                why: "push to the S3 cache it publishes",
+            })
         } else {
             Ok(())
         }

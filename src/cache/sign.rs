@@ -6,6 +6,8 @@ use std::path::Path;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use super::error::CacheError;
+
 /// A descriptor's signature and the public key that made it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
@@ -21,17 +23,18 @@ pub struct TrustedKey {
     key: VerifyingKey,
 }
 
-fn key_bytes(hex_text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(hex_text.trim()).map_err(|e| format!("not hex: {e}"))?;
+fn key_bytes(hex_text: &str) -> Result<[u8; 32], CacheError> {
+    let bytes =
+        hex::decode(hex_text.trim()).map_err(|e| CacheError::Key(format!("not hex: {e}")))?;
     bytes
         .try_into()
-        .map_err(|b: Vec<u8>| format!("expected 32 bytes, got {}", b.len()))
+        .map_err(|b: Vec<u8>| CacheError::Key(format!("expected 32 bytes, got {}", b.len())))
 }
 
 impl TrustedKey {
-    pub fn parse(name: &str, hex_key: &str) -> Result<TrustedKey, String> {
+    pub fn parse(name: &str, hex_key: &str) -> Result<TrustedKey, CacheError> {
         let key = VerifyingKey::from_bytes(&key_bytes(hex_key)?)
-            .map_err(|e| format!("not an ed25519 public key: {e}"))?;
+            .map_err(|e| CacheError::Key(format!("not an ed25519 public key: {e}")))?;
         Ok(TrustedKey {
             name: name.to_string(),
             key,
@@ -40,20 +43,18 @@ impl TrustedKey {
 }
 
 /// Reads a signing key: 64 hex digits (the 32-byte secret), as `cache keygen` writes.
-pub fn load_signing_key(path: &Path) -> Result<SigningKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, CacheError> {
+    let text = std::fs::read_to_string(path).map_err(CacheError::local(path))?;
     Ok(SigningKey::from_bytes(
-        &key_bytes(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+        &key_bytes(&text).map_err(CacheError::local(path))?,
     ))
 }
 
 /// A new signing key from the kernel's random source.
-pub fn generate() -> Result<SigningKey, String> {
+pub fn generate() -> std::io::Result<SigningKey> {
     let mut secret = [0u8; 32];
-    let mut random =
-        std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    std::io::Read::read_exact(&mut random, &mut secret)
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    std::io::Read::read_exact(&mut random, &mut secret)?;
     Ok(SigningKey::from_bytes(&secret))
 }
 
@@ -75,31 +76,33 @@ pub fn check(
     trusted: &[TrustedKey],
     signed: Option<&Signed>,
     bytes: &[u8],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, CacheError> {
     if trusted.is_empty() {
         return Ok(None);
     }
     let Some(signed) = signed else {
-        return Err("it is not signed, and the project trusts only signed checkpoints".into());
+        return Err(CacheError::Key(
+            "it is not signed, and the project trusts only signed checkpoints".into(),
+        ));
     };
     let Some(signer) = trusted
         .iter()
         .find(|t| hex::encode(t.key.as_bytes()) == signed.key)
     else {
-        return Err(format!(
+        return Err(CacheError::Key(format!(
             "it is signed by key {}, which the project's cache.yaml does not list",
             signed.key
-        ));
+        )));
     };
     let signature = hex::decode(&signed.signature)
         .ok()
         .and_then(|b| Signature::from_slice(&b).ok())
-        .ok_or("its signature is malformed")?;
+        .ok_or_else(|| CacheError::Key("its signature is malformed".into()))?;
     signer.key.verify(bytes, &signature).map_err(|_| {
-        format!(
+        CacheError::Key(format!(
             "its signature by {} does not match its contents",
             signer.name
-        )
+        ))
     })?;
     Ok(Some(signer.name.clone()))
 }
@@ -118,16 +121,22 @@ mod tests {
             check(&trusted, Some(&by_alice), b"descriptor").unwrap(),
             Some("alice".to_string())
         );
-        let e = check(&trusted, Some(&by_alice), b"descriptoR").unwrap_err();
+        let key_error = |e: CacheError| match e {
+            CacheError::Key(why) => why,
+            other => panic!("not a key error: {other:?}"),
+        };
+        let e = key_error(check(&trusted, Some(&by_alice), b"descriptoR").unwrap_err());
         assert!(e.contains("does not match"), "{e}");
-        let e = check(
-            &trusted,
-            Some(&sign(&mallory, b"descriptor")),
-            b"descriptor",
-        )
-        .unwrap_err();
+        let e = key_error(
+            check(
+                &trusted,
+                Some(&sign(&mallory, b"descriptor")),
+                b"descriptor",
+            )
+            .unwrap_err(),
+        );
         assert!(e.contains("does not list"), "{e}");
-        let e = check(&trusted, None, b"descriptor").unwrap_err();
+        let e = key_error(check(&trusted, None, b"descriptor").unwrap_err());
         assert!(e.contains("not signed"), "{e}");
         assert_eq!(check(&[], None, b"descriptor").unwrap(), None);
     }

@@ -8,7 +8,7 @@ use crate::cache::args::CacheCommand;
 use crate::cache::config::{self, CacheSettings};
 use crate::cache::remote::Remote;
 use crate::cache::{SharedCache, gc, push, sign};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::plan::Plan;
 use crate::project::Project;
 use crate::report::{self, Reporter, short};
@@ -63,12 +63,14 @@ fn settings(paths: &Paths, flag: Option<&str>) -> Result<CacheSettings> {
 }
 
 fn open(settings: &CacheSettings) -> Result<Remote> {
-    Remote::open(&settings.url)
-        .map_err(|e| Error::Other(format!("the cache {}: {e}", settings.url)))
+    Remote::open(&settings.url).map_err(failed(settings))
 }
 
-fn failed(settings: &CacheSettings) -> impl Fn(String) -> Error + '_ {
-    move |e| Error::Other(format!("the cache {}: {e}", settings.url))
+fn failed(settings: &CacheSettings) -> impl Fn(crate::cache::CacheError) -> Error + '_ {
+    move |e| Error::Cache {
+        url: settings.url.to_string(),
+        problem: e.to_string(),
+    }
 }
 
 pub fn run(paths: &Paths, flag: Option<&str>, command: &CacheCommand) -> Result<()> {
@@ -93,7 +95,7 @@ pub fn run(paths: &Paths, flag: Option<&str>, command: &CacheCommand) -> Result<
                             "key": l.key, "step": d.meta.step, "version": d.meta.version,
                             "files": d.blobs().len(), "signed_by": d.signed.as_ref().map(|s| &s.key),
                         }),
-                        Err(why) => serde_json::json!({ "key": l.key, "problem": why }),
+                        Err(why) => serde_json::json!({ "key": l.key, "problem": why.to_string() }),
                     })
                     .collect();
                 println!(
@@ -127,11 +129,10 @@ pub fn run(paths: &Paths, flag: Option<&str>, command: &CacheCommand) -> Result<
                 println!("cache {}: every checkpoint and file is sound", settings.url);
                 Ok(())
             } else {
-                Err(Error::Other(format!(
-                    "the cache {} has {} problems",
-                    settings.url,
-                    problems.len()
-                )))
+                Err(Error::Cache {
+                    url: settings.url.to_string(),
+                    problem: format!("{} problems", problems.len()),
+                })
             }
         }
         CacheCommand::Gc { dry_run } => {
@@ -177,7 +178,7 @@ fn push_target(
     remote: &Remote,
     target: &str,
 ) -> Result<()> {
-    remote.writable().map_err(Error::Usage)?;
+    remote.writable().map_err(|e| Error::Usage(e.to_string()))?;
     let state = StateDir::open(paths.state.clone())?;
     let record = state.record(target)?;
     if record.steps.is_empty() {
@@ -191,7 +192,7 @@ fn push_target(
         .as_deref()
         .map(sign::load_signing_key)
         .transpose()
-        .map_err(Error::Usage)?;
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let store = state.store();
     let mut reporter = report::for_stderr();
     let mut failures = 0;
@@ -228,9 +229,10 @@ fn push_target(
         }
     }
     if failures > 0 {
-        return Err(Error::Other(format!(
-            "{failures} checkpoints were not pushed"
-        )));
+        return Err(Error::Cache {
+            url: settings.url.to_string(),
+            problem: format!("{failures} checkpoints were not pushed"),
+        });
     }
     Ok(())
 }
@@ -284,9 +286,10 @@ fn pull_target(
         "pulled {pulled} checkpoints; `run --resume` restores them"
     ));
     if failures > 0 {
-        return Err(Error::Other(format!(
-            "{failures} checkpoints could not be pulled"
-        )));
+        return Err(Error::Cache {
+            url: settings.url.to_string(),
+            problem: format!("{failures} checkpoints could not be pulled"),
+        });
     }
     Ok(())
 }
@@ -294,7 +297,7 @@ fn pull_target(
 fn keygen(out: &Path) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let key = sign::generate().map_err(Error::Other)?;
+    let key = sign::generate().io_context(|| "reading /dev/urandom")?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -302,7 +305,7 @@ fn keygen(out: &Path) -> Result<()> {
         .open(out)
         .map_err(|e| Error::Usage(format!("{}: {e}", out.display())))?;
     writeln!(file, "{}", hex::encode(key.to_bytes()))
-        .map_err(|e| Error::Other(format!("{}: {e}", out.display())))?;
+        .io_context(|| format!("writing {}", out.display()))?;
     println!("{}", sign::public_hex(&key));
     eprintln!(
         "wrote the secret key to {}; list the public key above under trusted_keys in cache.yaml, and set {}={} where you push",

@@ -114,9 +114,12 @@ fn add(
         .io_context(|| "creating a temporary file in the mirror")?;
     let file: &Path = if is_url {
         let http = HttpFetcher::new(Duration::from_secs(30), 4, Duration::from_millis(500))
-            .map_err(|e| Error::Other(format!("setting up HTTP: {e}")))?;
+            .map_err(|e| Error::Host {
+                context: "setting up HTTP".into(),
+                problem: e.to_string(),
+            })?;
         http.fetch_url(source, None, tmp.path(), &Quiet)
-            .map_err(|e| Error::Other(format!("{source}: {e}")))?;
+            .map_err(|e| Error::Fetch(format!("{source}: {e}")))?;
         tmp.path()
     } else {
         Path::new(source)
@@ -144,7 +147,7 @@ fn add(
 
     // The name becomes a file name in the mirror; the URL is what others fetch.
     crate::names::plain_file_name(&name).map_err(|why| Error::Usage(format!("--name {why}")))?;
-    crate::names::download_url(&published).map_err(Error::Usage)?;
+    crate::names::download_url(&published).map_err(|why| Error::Usage(why.to_string()))?;
 
     let text = std::fs::read_to_string(&lock_path)
         .io_context(|| format!("reading {}", lock_path.display()))?;

@@ -42,14 +42,14 @@ pub fn add(
         .prefix("lock-add-apt-")
         .tempdir_in(mirror.tmp_dir()?)
         .io_context(|| "creating a temporary directory in the mirror")?;
-    let failure = run_apt_get(apt, false, work.path()).map_err(Error::Other)?;
+    let failure = run_apt_get(apt, false, work.path()).map_err(|e| Error::Fetch(e.to_string()))?;
     let file_name = match file {
         Some(file) => plain_name(file)?.to_string(),
         None => orig_tarball(work.path(), failure.as_deref())?,
     };
     let path = work.path().join(&file_name);
     if !path.is_file() {
-        return Err(Error::Other(format!(
+        return Err(Error::Fetch(format!(
             "apt-get source {apt} did not give {file_name}{}",
             failure.map(|f| format!(": {f}")).unwrap_or_default()
         )));
@@ -137,7 +137,7 @@ fn orig_tarball(dir: &Path, failure: Option<&str>) -> Result<String> {
         .collect();
     match origs.as_slice() {
         [one] => Ok(one.to_string()),
-        [] if files.is_empty() => Err(Error::Other(format!(
+        [] if files.is_empty() => Err(Error::Fetch(format!(
             "apt-get source gave no file{}",
             failure.map(|f| format!(": {f}")).unwrap_or_default()
         ))),

@@ -60,10 +60,10 @@ pub fn run(paths: &Paths, command: &MirrorCommand) -> Result<()> {
                     .iter()
                     .filter(|(_, s)| *s != FileState::Ok)
                     .count();
-                Err(Error::Other(format!(
-                    "{bad} file(s) missing or corrupt in {}",
-                    mirror.root.display()
-                )))
+                Err(Error::MirrorIncomplete {
+                    mirror: mirror.root.clone(),
+                    count: bad,
+                })
             }
         }
         MirrorCommand::Import { dir } => {
@@ -106,7 +106,10 @@ fn fetch(project: &Project, mirror: &Mirror, args: &FetchArgs) -> Result<()> {
         args.tries,
         Duration::from_millis(args.backoff_ms),
     )
-    .map_err(|e| Error::Other(format!("setting up HTTP: {e}")))?;
+    .map_err(|e| Error::Host {
+        context: "setting up HTTP".into(),
+        problem: e.to_string(),
+    })?;
     let from = FromMirrors {
         mirrors: args.from.iter().map(|f| From::parse(f)).collect(),
         http: &http,
@@ -140,7 +143,7 @@ fn fetch(project: &Project, mirror: &Mirror, args: &FetchArgs) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::Other(format!(
+        Err(Error::Fetch(format!(
             "{} source(s) could not be fetched; the mirror holds none of them",
             failed.len()
         )))

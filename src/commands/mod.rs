@@ -93,7 +93,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
             match crate::sandbox::namespaces::enter(&spec) {
                 Ok(never) => match never {},
-                Err(e) => Err(Error::Other(format!("sandbox: {e}"))),
+                Err(e) => Err(Error::Host {
+                    context: "sandbox".into(),
+                    problem: e.to_string(),
+                }),
             }
         }
     }
@@ -124,8 +127,10 @@ pub fn resume_command(cli: &Cli, args: &RunArgs) -> String {
 
 fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
     let namespaces = || -> Result<Box<dyn Sandbox>> {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::Other(format!("finding stagebuild's own binary: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| Error::Host {
+            context: "finding stagebuild's own binary".into(),
+            problem: e.to_string(),
+        })?;
         Ok(Box::new(Namespaces { exe }))
     };
     match choice {
@@ -193,8 +198,10 @@ impl Session {
             state,
             mirror: Mirror::new(paths.mirror.clone()),
             reporter: report::for_stderr(),
-            cancel: Cancel::on_signals()
-                .map_err(|e| Error::Other(format!("installing signal handlers: {e}")))?,
+            cancel: Cancel::on_signals().map_err(|e| Error::Host {
+                context: "installing signal handlers".into(),
+                problem: e.to_string(),
+            })?,
         })
     }
 }
@@ -265,13 +272,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
             ));
             Ok(())
         }
-        Err(
-            e @ (Error::StepFailed { .. }
-            | Error::Vm { .. }
-            | Error::Interrupted { .. }
-            | Error::Io { .. }
-            | Error::Other(_)),
-        ) => Err(Error::Resumable {
+        Err(e) if e.resumable() => Err(Error::Resumable {
             inner: Box::new(e),
             command: resume,
         }),

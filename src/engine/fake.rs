@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use super::{Engine, RunOptions, Summary};
 use crate::audit::{AuditReport, Auditor};
-use crate::cache::CheckpointCache;
+use crate::cache::{CacheError, CheckpointCache};
 use crate::checkpoint::{Checkpoint, Store};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
@@ -109,7 +109,7 @@ pub struct AskedCache {
 }
 
 impl CheckpointCache for AskedCache {
-    fn pull(&mut self, key: &str, _store: &Store) -> std::result::Result<bool, String> {
+    fn pull(&mut self, key: &str, _store: &Store) -> std::result::Result<bool, CacheError> {
         self.pulls.push(key.to_string());
         Ok(false)
     }

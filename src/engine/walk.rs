@@ -166,7 +166,7 @@ impl<'a> Engine<'a> {
                 Ok(false) => {}
                 Err(why) => self.reporter.event(Event::NotPulled {
                     id: id.clone(),
-                    why,
+                    why: why.to_string(),
                 }),
             }
         }

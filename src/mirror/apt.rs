@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::fetch::{Attempt, Fetcher, Progress};
+use super::fetch::{Attempt, FetchError, Fetcher, Progress};
 use crate::lock::LockEntry;
 
 pub struct AptFetcher;
@@ -33,13 +33,15 @@ impl Fetcher for AptFetcher {
         attempt: &Attempt,
         part: &Path,
         _: &dyn Progress,
-    ) -> Result<(), String> {
-        let apt = entry.apt.as_ref().ok_or("no apt source")?;
-        let parent = part.parent().ok_or("bad destination")?;
+    ) -> Result<(), FetchError> {
+        let apt = entry
+            .apt
+            .as_ref()
+            .ok_or_else(|| FetchError::NotApplicable("no apt source".into()))?;
         let work = tempfile::Builder::new()
             .prefix("apt-")
-            .tempdir_in(parent)
-            .map_err(|e| e.to_string())?;
+            .tempdir_in(part.parent().unwrap_or(Path::new(".")))
+            .map_err(FetchError::io("making a directory for apt-get"))?;
         let failure = run_apt_get(&attempt.locator, apt.binary, work.path())?;
         let file = work.path().join(&apt.file);
         // apt-get source fails when any file of the package is missing, even
@@ -47,16 +49,19 @@ impl Fetcher for AptFetcher {
         // checking it against the archive's index, and the caller verifies it
         // against the lock as well.
         if !file.is_file() {
-            return Err(failure.unwrap_or_else(|| format!("apt-get did not produce {}", apt.file)));
+            return Err(FetchError::Tool(failure.unwrap_or_else(|| {
+                format!("apt-get did not produce {}", apt.file)
+            })));
         }
-        std::fs::rename(&file, part).map_err(|e| format!("moving {} into place: {e}", apt.file))
+        std::fs::rename(&file, part)
+            .map_err(FetchError::io(format!("moving {} into place", apt.file)))
     }
 }
 
 /// Runs `apt-get source --download-only PKG=VERSION` (or `apt-get download`
 /// for a binary package) in `dir`. Returns how apt-get failed, if it did;
 /// what it wrote to `dir` may still be usable.
-pub fn run_apt_get(locator: &str, binary: bool, dir: &Path) -> Result<Option<String>, String> {
+pub fn run_apt_get(locator: &str, binary: bool, dir: &Path) -> Result<Option<String>, FetchError> {
     let mut command = std::process::Command::new("apt-get");
     if binary {
         command.args(["download", "-q"]);
@@ -71,7 +76,7 @@ pub fn run_apt_get(locator: &str, binary: bool, dir: &Path) -> Result<Option<Str
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("running apt-get: {e}"))?;
+        .map_err(|e| FetchError::Tool(format!("running apt-get: {e}")))?;
     if output.status.success() {
         return Ok(None);
     }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use super::Mirror;
 use crate::lock::LockEntry;
@@ -38,7 +37,38 @@ pub trait Fetcher: Sync {
         attempt: &Attempt,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), String>;
+    ) -> Result<(), FetchError>;
+}
+
+/// Why one attempt did not give the file; the next place is tried.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server or the network: an HTTP status, a stall, a short body.
+    #[error("{0}")]
+    Http(String),
+    /// A file on this machine could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// git or apt-get failed, or did not give the file.
+    #[error("{0}")]
+    Tool(String),
+    /// This fetcher cannot use what the lock entry gives.
+    #[error("{0}")]
+    NotApplicable(String),
+    /// The file arrived but the mirror refused it (its size or checksum).
+    #[error("{0}")]
+    Refused(#[from] crate::error::Error),
+}
+
+impl FetchError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FetchError {
+        let context = context.into();
+        move |source| FetchError::Io { context, source }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,27 +115,18 @@ pub fn fetch_all(
     let tmp = mirror.tmp_dir()?;
     reporter.begin(missing.len(), missing.iter().map(|g| g[0].size).sum());
 
-    let queue = Mutex::new(missing);
-    let done = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    // Not `while let`: that would hold the lock while fetching.
-                    let next = queue.lock().unwrap().pop();
-                    let Some(group) = next else { break };
-                    let outcome = fetch_one(mirror, &group, fetchers, &tmp, reporter);
-                    for entry in &group {
-                        reporter.finished(&entry.name, &outcome);
-                        done.lock()
-                            .unwrap()
-                            .push((entry.name.clone(), outcome.clone()));
-                    }
-                }
-            });
-        }
+    let done = super::pool::run(missing, jobs, |group| {
+        let outcome = fetch_one(mirror, &group, fetchers, &tmp, reporter);
+        let named: Vec<_> = group
+            .iter()
+            .map(|entry| {
+                reporter.finished(&entry.name, &outcome);
+                (entry.name.clone(), outcome.clone())
+            })
+            .collect();
+        named
     });
-    results.extend(done.into_inner().unwrap());
+    results.extend(done.into_iter().flatten());
     results.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(results)
 }
@@ -138,7 +159,7 @@ fn fetch_one(
                     .and_then(|()| {
                         mirror
                             .land(&first.sha256, first.size, &names, &part)
-                            .map_err(|e| e.to_string())
+                            .map_err(FetchError::from)
                     });
                 match result {
                     Ok(()) => {

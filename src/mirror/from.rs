@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::fetch::{Attempt, Fetcher, Progress};
+use super::fetch::{Attempt, FetchError, Fetcher, Progress};
 use super::http::HttpFetcher;
 use crate::lock::LockEntry;
 
@@ -53,15 +53,16 @@ impl Fetcher for FromMirrors<'_> {
         attempt: &Attempt,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         if attempt.locator.contains("://") {
             return self
                 .http
                 .fetch_url(&attempt.locator, Some(entry.size), part, progress);
         }
         let dir = Path::new(&attempt.locator);
-        let found = find_in_dir(dir, entry).ok_or_else(|| format!("no {} there", entry.name))?;
-        std::fs::copy(&found, part).map_err(|e| format!("{}: {e}", found.display()))?;
+        let found = find_in_dir(dir, entry)
+            .ok_or_else(|| FetchError::NotApplicable(format!("no {} there", entry.name)))?;
+        std::fs::copy(&found, part).map_err(FetchError::io(found.display().to_string()))?;
         Ok(())
     }
 }

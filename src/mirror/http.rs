@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
-use super::fetch::{Attempt, Fetcher, Progress};
+use super::fetch::{Attempt, FetchError, Fetcher, Progress};
 use crate::lock::LockEntry;
 
 pub struct HttpFetcher {
@@ -24,7 +24,7 @@ pub struct HttpFetcher {
 impl HttpFetcher {
     /// `stall` is how long a connection may make no progress before it is
     /// given up (and retried).
-    pub fn new(stall: Duration, tries: u32, backoff: Duration) -> Result<Self, String> {
+    pub fn new(stall: Duration, tries: u32, backoff: Duration) -> Result<Self, reqwest::Error> {
         // reqwest takes rustls's process-wide provider; an Err only says one
         // is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -33,8 +33,7 @@ impl HttpFetcher {
             .connect_timeout(stall)
             // With copy_to, the blocking client applies this to each read.
             .timeout(stall)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(HttpFetcher {
             client,
             tries,
@@ -50,13 +49,13 @@ impl HttpFetcher {
         size: Option<u64>,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         if let Some(path) = url.strip_prefix("file://") {
-            fs::copy(path, part).map_err(|e| format!("{path}: {e}"))?;
+            fs::copy(path, part).map_err(FetchError::io(path))?;
             return Ok(());
         }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("unsupported URL scheme".into());
+            return Err(FetchError::NotApplicable("unsupported URL scheme".into()));
         }
         if let Some(size) = size {
             progress.set_length(size);
@@ -68,14 +67,14 @@ impl HttpFetcher {
             }
             match self.try_once(url, size, part, progress) {
                 Ok(()) => return Ok(()),
-                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Permanent(e)) => return Err(FetchError::Http(e)),
                 Err(Failure::Transient(e)) => last_error = e,
             }
         }
-        Err(format!(
+        Err(FetchError::Http(format!(
             "{last_error} (gave up after {} tries)",
             self.tries.max(1)
-        ))
+        )))
     }
 
     fn try_once(
@@ -231,7 +230,7 @@ impl Fetcher for HttpFetcher {
         attempt: &Attempt,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         self.fetch_url(&attempt.locator, Some(entry.size), part, progress)
     }
 }

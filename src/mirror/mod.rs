@@ -10,6 +10,7 @@ pub mod git;
 pub mod http;
 pub mod offline;
 pub mod pack;
+mod pool;
 pub mod verify;
 
 use std::fs;

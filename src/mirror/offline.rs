@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::apt::AptFetcher;
-use super::fetch::{Attempt, Fetcher, Progress};
+use super::fetch::{Attempt, FetchError, Fetcher, Progress};
 use super::from::find_in_dir;
 use super::git::GitFetcher;
 use crate::error::Error;
@@ -31,10 +31,10 @@ impl Fetcher for LocalDirs {
         attempt: &Attempt,
         part: &Path,
         _: &dyn Progress,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         let found = find_in_dir(Path::new(&attempt.locator), entry)
-            .ok_or_else(|| format!("no {} there", entry.name))?;
-        std::fs::copy(&found, part).map_err(|e| format!("{}: {e}", found.display()))?;
+            .ok_or_else(|| FetchError::NotApplicable(format!("no {} there", entry.name)))?;
+        std::fs::copy(&found, part).map_err(FetchError::io(found.display().to_string()))?;
         Ok(())
     }
 }

@@ -175,23 +175,33 @@ pub fn unpack(mirror: &Mirror, pack: &Path) -> Result<Vec<String>> {
 
 /// Every name in a pack's manifest becomes a link in the mirror's `by-name/`,
 /// so each must be a plain file name; each checksum names a stored file.
-fn check_manifest(manifest: &Manifest) -> Result<(), String> {
+fn check_manifest(manifest: &Manifest) -> Result<(), BadManifest> {
     if manifest.version != 1 {
-        return Err(format!(
-            "unsupported version {} (this stagebuild reads 1)",
-            manifest.version
-        ));
+        return Err(BadManifest::Version(manifest.version));
     }
     for file in &manifest.files {
         if !is_sha256_hex(&file.sha256) {
-            return Err(format!("{:?} is not a sha256", file.sha256));
+            return Err(BadManifest::NotASha256(file.sha256.clone()));
         }
         if file.names.is_empty() {
-            return Err(format!("{} has no name", file.sha256));
+            return Err(BadManifest::NoName(file.sha256.clone()));
         }
         for name in &file.names {
-            crate::names::plain_file_name(name).map_err(|why| format!("source name {why}"))?;
+            crate::names::plain_file_name(name)?;
         }
     }
     Ok(())
+}
+
+/// Why a pack's manifest is refused.
+#[derive(Debug, thiserror::Error)]
+enum BadManifest {
+    #[error("unsupported version {0} (this stagebuild reads 1)")]
+    Version(u32),
+    #[error("{0:?} is not a sha256")]
+    NotASha256(String),
+    #[error("{0} has no name")]
+    NoName(String),
+    #[error("source name {0}")]
+    Name(#[from] crate::names::Refused),
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -38,31 +37,19 @@ pub fn verify(
     all_shas: &BTreeSet<&str>,
     jobs: usize,
 ) -> Report {
-    let queue = Mutex::new(entries.to_vec());
-    let files = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    // Not `while let`: that would hold the lock while hashing.
-                    let next = queue.lock().unwrap().pop();
-                    let Some(entry) = next else { break };
-                    let state = match mirror.locate(entry) {
-                        None => FileState::Missing,
-                        Some(path) => match file_sha256(&path) {
-                            Ok((sha, _)) if sha == entry.sha256 => FileState::Ok,
-                            Ok((actual, _)) => FileState::Corrupt { actual },
-                            Err(e) => FileState::Corrupt {
-                                actual: format!("unreadable: {e}"),
-                            },
-                        },
-                    };
-                    files.lock().unwrap().push((entry.name.clone(), state));
-                }
-            });
-        }
+    let mut files = super::pool::run(entries.to_vec(), jobs, |entry| {
+        let state = match mirror.locate(entry) {
+            None => FileState::Missing,
+            Some(path) => match file_sha256(&path) {
+                Ok((sha, _)) if sha == entry.sha256 => FileState::Ok,
+                Ok((actual, _)) => FileState::Corrupt { actual },
+                Err(e) => FileState::Corrupt {
+                    actual: format!("unreadable: {e}"),
+                },
+            },
+        };
+        (entry.name.clone(), state)
     });
-    let mut files = files.into_inner().unwrap();
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut unreferenced: Vec<String> = fs::read_dir(mirror.root.join("sha256"))
         .into_iter()

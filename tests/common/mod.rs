@@ -73,12 +73,11 @@ impl Fixture {
     /// Adds a file to the lock and to a directory the mirror imports from.
     pub fn add_source(&self, name: &str, bytes: &[u8]) {
         let lock = self.project().join("sources.lock");
-        let mut text =
-            fs::read_to_string(&lock).unwrap_or_else(|_| "version: 1\nsources:\n".into());
-        text.push_str(&format!(
-            "  - name: {name}\n    sha256: {}\n    size: {}\n    urls: [\"https://example.org/{name}\"]\n",
-            hex::encode(Sha256::digest(bytes)),
-            bytes.len()
+        let mut text = fs::read_to_string(&lock).unwrap_or_else(|_| lock_text(&[]));
+        text.push_str(&lock_entry(
+            name,
+            bytes,
+            &[format!("https://example.org/{name}")],
         ));
         self.write("sources.lock", text);
         let incoming = self.root().join("incoming");
@@ -88,25 +87,11 @@ impl Fixture {
 
     /// The real binary, pointed at this fixture's project, state and mirror.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("stagebuild").unwrap();
-        cmd.arg("--project")
-            .arg(self.project())
-            .arg("--state")
-            .arg(self.state())
-            .arg("--mirror")
-            .arg(self.mirror());
-        cmd
+        stagebuild(&self.project(), Some(&self.state()), Some(&self.mirror()))
     }
 
     pub fn std_cmd(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stagebuild"));
-        cmd.arg("--project")
-            .arg(self.project())
-            .arg("--state")
-            .arg(self.state())
-            .arg("--mirror")
-            .arg(self.mirror());
-        cmd
+        std_stagebuild(&self.project(), Some(&self.state()), Some(&self.mirror()))
     }
 
     pub fn import_sources(&self) {
@@ -119,6 +104,55 @@ impl Fixture {
 }
 
 /// A gzip'd tarball with the given files, every header fixed.
+/// The real binary on `project`, with a state directory and a mirror when
+/// given.
+pub fn stagebuild(
+    project: &Path,
+    state: Option<&Path>,
+    mirror: Option<&Path>,
+) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(std_stagebuild(project, state, mirror))
+}
+
+/// [`stagebuild`] as a `std::process::Command`, for tests that spawn it.
+pub fn std_stagebuild(
+    project: &Path,
+    state: Option<&Path>,
+    mirror: Option<&Path>,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stagebuild"));
+    cmd.arg("--project").arg(project);
+    if let Some(state) = state {
+        cmd.arg("--state").arg(state);
+    }
+    if let Some(mirror) = mirror {
+        cmd.arg("--mirror").arg(mirror);
+    }
+    cmd
+}
+
+/// A sources.lock listing `entries` (see [`lock_entry`]).
+pub fn lock_text(entries: &[String]) -> String {
+    format!("version: 1\nsources:\n{}", entries.concat())
+}
+
+/// One entry of a sources.lock: `name`, pinned to `content`, at `urls`.
+pub fn lock_entry(name: &str, content: &[u8], urls: &[String]) -> String {
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "  - name: {name}\n    sha256: {}\n    size: {}\n    urls: [{}]\n",
+        hex::encode(Sha256::digest(content)),
+        content.len(),
+        urls.join(", ")
+    )
+}
+
+/// A target's record in a state directory, as JSON.
+pub fn record(state: &Path, target: &str) -> serde_json::Value {
+    let path = state.join("targets").join(format!("{target}.json"));
+    serde_json::from_slice(&fs::read(&path).unwrap()).unwrap()
+}
+
 pub fn make_tarball(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
@@ -249,4 +283,50 @@ pub fn kill_at_fault_point(child: &mut std::process::Child) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Checks that an error message `expected` (which starts `FILE:LINE:COLUMN:`)
+/// is followed in `shown` by that line of FILE (under `project`) and a caret
+/// under the column. An empty file has no line to show.
+pub fn shows_the_offending_line(shown: &str, expected: &str, project: &Path) -> Result<(), String> {
+    let mut parts = expected.splitn(4, ':');
+    let (file, line, column) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(line), Some(column)) => (file, line, column),
+        _ => return Err("the message does not start FILE:LINE:COLUMN:".into()),
+    };
+    let line: usize = line
+        .parse()
+        .map_err(|_| format!("no line number in {expected:?}"))?;
+    let column: usize = column
+        .trim()
+        .parse()
+        .map_err(|_| format!("no column in {expected:?}"))?;
+    let text = String::from_utf8_lossy(&fs::read(project.join(file)).unwrap()).into_owned();
+    let Some(source) = text.lines().nth(line - 1) else {
+        return if text.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{file} has no line {line}"))
+        };
+    };
+    let source: String = source
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    let gutter = format!("\n{line} | ");
+    let at = shown
+        .find(&format!("{gutter}{source}\n"))
+        .ok_or_else(|| format!("line {line} ({source:?}) is not shown"))?;
+    let caret_line = shown[at + gutter.len() + source.len() + 1..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    let pad = " ".repeat(line.to_string().len());
+    let offset = (column - 1).min(source.chars().count());
+    let caret = format!("{pad} | {}^", " ".repeat(offset));
+    if caret_line.starts_with(&caret) {
+        Ok(())
+    } else {
+        Err(format!("no caret at column {column}: {caret_line:?}"))
+    }
 }
