@@ -177,20 +177,20 @@ impl Session {
         let mut runners = Runners::default();
         runners.add(
             RunnerKind::Host,
-            Box::new(HostRunner {
+            HostRunner {
                 sandbox: sandbox(choice)?,
                 max_unpacked,
-            }),
+            },
         );
         runners.add(
             RunnerKind::Vm,
-            Box::new(VmRunner::new(
+            VmRunner::new(
                 project.agent_path(),
                 accel,
                 &paths.state,
                 sandbox(choice)?,
                 max_unpacked,
-            )),
+            ),
         );
         Ok(Session {
             runners,
@@ -226,11 +226,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         let agent = project.agent_path();
         runners.add(
             RunnerKind::Vm,
-            Box::new(GuestSandboxRunner::new(
-                sandbox(args.sandbox)?,
-                agent,
-                cli.max_unpacked,
-            )),
+            GuestSandboxRunner::new(sandbox(args.sandbox)?, agent, cli.max_unpacked),
         );
     }
     let resume = resume_command(cli, args);

@@ -235,7 +235,7 @@ impl Fixture {
 
     pub fn runners(&self) -> Runners {
         let mut runners = Runners::default();
-        runners.add(RunnerKind::Host, Box::new(FakeRunner(self.script.clone())));
+        runners.add(RunnerKind::Host, FakeRunner(self.script.clone()));
         runners
     }
 

@@ -119,8 +119,8 @@ impl Runners {
     /// before for that kind (`run --guest sandbox` takes the qemu runner's
     /// place). The one replaced still hears [`Runner::run_complete`]: it may
     /// hold what an earlier run left, as the qemu runner's base disks.
-    pub fn add(&mut self, kind: RunnerKind, runner: Box<dyn Runner>) {
-        self.added.push((kind, runner));
+    pub fn add(&mut self, kind: RunnerKind, runner: impl Runner + 'static) {
+        self.added.push((kind, Box::new(runner)));
     }
 
     /// The runner for the steps of a stage of `kind`.
@@ -210,14 +210,11 @@ mod tests {
     fn the_last_runner_added_for_a_kind_runs_it_and_every_runner_hears_the_run_complete() {
         let completed = Rc::new(RefCell::new(Vec::new()));
         let mut runners = Runners::default();
-        runners.add(RunnerKind::Host, Box::new(Named("host", completed.clone())));
+        runners.add(RunnerKind::Host, Named("host", completed.clone()));
         let missing = runners.for_kind(RunnerKind::Vm).err().unwrap();
         assert!(missing.to_string().contains("runner vm"), "{missing}");
-        runners.add(RunnerKind::Vm, Box::new(Named("qemu", completed.clone())));
-        runners.add(
-            RunnerKind::Vm,
-            Box::new(Named("sandbox", completed.clone())),
-        );
+        runners.add(RunnerKind::Vm, Named("qemu", completed.clone()));
+        runners.add(RunnerKind::Vm, Named("sandbox", completed.clone()));
         assert_eq!(runners.for_kind(RunnerKind::Vm).unwrap().name(), "sandbox");
         assert_eq!(runners.for_kind(RunnerKind::Host).unwrap().name(), "host");
         runners.run_complete().unwrap();
