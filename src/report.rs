@@ -2,6 +2,7 @@
 //! them: a live bar on a terminal, plain lines otherwise.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,13 +14,76 @@ fn styled(style: Style, text: &str) -> String {
     paint(Stream::Stderr, style, text)
 }
 
+/// What the engine tells its reporter, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A stage begins; `runner` names the runner of its steps.
+    StageStarted {
+        stage: String,
+        runner: String,
+    },
+    /// A step begins: `action` is "building", or what an audit does.
+    StepStarted {
+        index: usize,
+        total: usize,
+        id: String,
+        action: &'static str,
+    },
+    /// A step's checkpoint is sound and fits: it is not built.
+    StepRestored {
+        index: usize,
+        total: usize,
+        id: String,
+        key: String,
+    },
+    StepBuilt {
+        index: usize,
+        total: usize,
+        id: String,
+        elapsed: Duration,
+    },
+    /// The shared cache gave the step's checkpoint.
+    Pulled {
+        id: String,
+    },
+    /// The shared cache had no usable checkpoint of the step, and why.
+    NotPulled {
+        id: String,
+        why: String,
+    },
+    /// The checkpoint under the step's key is not used: it is discarded and
+    /// the step built again.
+    Discarded {
+        id: String,
+        key: String,
+        why: Unusable,
+    },
+    /// `run --update-checksums` wrote the outputs file.
+    OutputsRecorded {
+        steps: usize,
+        path: PathBuf,
+    },
+    Warning(String),
+    Note(String),
+}
+
+/// Why a checkpoint on disk is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// Its files do not match its manifest (or its manifest its meta).
+    Damaged(String),
+    /// It is sound, but its runner says it does not fit the steps before it.
+    DoesNotFit(String),
+}
+
 pub trait Reporter {
-    /// A step begins: `action` is "building" or "restoring".
-    fn step_started(&mut self, index: usize, total: usize, id: &str, action: &str);
-    fn step_restored(&mut self, index: usize, total: usize, id: &str, key: &str);
-    fn step_built(&mut self, index: usize, total: usize, id: &str, elapsed: Duration);
-    fn warn(&mut self, message: &str);
-    fn info(&mut self, message: &str);
+    fn event(&mut self, event: Event);
+    fn warn(&mut self, message: &str) {
+        self.event(Event::Warning(message.to_string()));
+    }
+    fn info(&mut self, message: &str) {
+        self.event(Event::Note(message.to_string()));
+    }
 }
 
 pub fn for_stderr() -> Box<dyn Reporter> {
@@ -38,88 +102,105 @@ pub fn short(key: &str) -> &str {
     &key[..key.len().min(12)]
 }
 
+/// An event as a line for people.
+fn line(event: &Event) -> String {
+    let warning = |text: String| format!("{} {text}", styled(Style::Warning, "warning:"));
+    match event {
+        Event::StageStarted { stage, runner } => format!("stage {stage} (runner: {runner})"),
+        Event::StepStarted {
+            index,
+            total,
+            id,
+            action,
+        } => format!("{} {id}: {action}", position(*index, *total)),
+        Event::StepRestored {
+            index,
+            total,
+            id,
+            key,
+        } => format!(
+            "{} {id}: {} {} (not rebuilt)",
+            position(*index, *total),
+            styled(Style::Note, "restored from checkpoint"),
+            short(key)
+        ),
+        Event::StepBuilt {
+            index,
+            total,
+            id,
+            elapsed,
+        } => format!(
+            "{} {id}: {} in {:.1}s",
+            position(*index, *total),
+            styled(Style::Good, "built and checkpointed"),
+            elapsed.as_secs_f64()
+        ),
+        Event::Pulled { id } => format!("{id}: pulled from the cache"),
+        Event::NotPulled { id, why } => warning(format!(
+            "{id}: not pulled from the cache ({why}); building it"
+        )),
+        Event::Discarded { id, key, why } => {
+            let why = match why {
+                Unusable::Damaged(why) => format!("is damaged: {why}"),
+                Unusable::DoesNotFit(why) => format!("no longer fits: {why}"),
+            };
+            warning(format!(
+                "the checkpoint of {id} ({}) {why}; discarding it and rebuilding",
+                short(key)
+            ))
+        }
+        Event::OutputsRecorded { steps, path } => format!(
+            "recorded the outputs of {steps} steps in {}",
+            path.display()
+        ),
+        Event::Warning(message) => warning(message.clone()),
+        Event::Note(message) => message.clone(),
+    }
+}
+
 /// One line per event, for logs and CI.
 pub struct PlainReporter;
 
 impl Reporter for PlainReporter {
-    fn step_started(&mut self, index: usize, total: usize, id: &str, action: &str) {
-        eprintln!("{} {id}: {action}", position(index, total));
-    }
-    fn step_restored(&mut self, index: usize, total: usize, id: &str, key: &str) {
-        eprintln!(
-            "{} {id}: {} {} (not rebuilt)",
-            position(index, total),
-            styled(Style::Note, "restored from checkpoint"),
-            short(key)
-        );
-    }
-    fn step_built(&mut self, index: usize, total: usize, id: &str, elapsed: Duration) {
-        eprintln!(
-            "{} {id}: {} in {:.1}s",
-            position(index, total),
-            styled(Style::Good, "built and checkpointed"),
-            elapsed.as_secs_f64()
-        );
-    }
-    fn warn(&mut self, message: &str) {
-        eprintln!("{} {message}", styled(Style::Warning, "warning:"));
-    }
-    fn info(&mut self, message: &str) {
-        eprintln!("{message}");
+    fn event(&mut self, event: Event) {
+        eprintln!("{}", line(&event));
     }
 }
 
-/// A spinner with the step, its position and the elapsed time; finished
-/// steps stay above it as lines.
+/// A spinner with the step, its position and the elapsed time; other
+/// events stay above it as lines.
 pub struct TerminalReporter {
     bar: Option<ProgressBar>,
 }
 
-impl TerminalReporter {
-    fn line(&mut self, text: String) {
+impl Reporter for TerminalReporter {
+    fn event(&mut self, event: Event) {
+        if let Event::StepStarted {
+            index,
+            total,
+            id,
+            action,
+        } = &event
+        {
+            if let Some(bar) = self.bar.take() {
+                bar.finish_and_clear();
+            }
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(position(*index, *total));
+            bar.set_message(format!("{id}: {action}"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bar = Some(bar);
+            return;
+        }
+        let text = line(&event);
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),
         }
-    }
-}
-
-impl Reporter for TerminalReporter {
-    fn step_started(&mut self, index: usize, total: usize, id: &str, action: &str) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed_precise}]")
-                .expect("valid template"),
-        );
-        bar.set_prefix(position(index, total));
-        bar.set_message(format!("{id}: {action}"));
-        bar.enable_steady_tick(Duration::from_millis(120));
-        self.bar = Some(bar);
-    }
-    fn step_restored(&mut self, index: usize, total: usize, id: &str, key: &str) {
-        self.line(format!(
-            "{} {id}: {} {} (not rebuilt)",
-            position(index, total),
-            styled(Style::Note, "restored from checkpoint"),
-            short(key)
-        ));
-    }
-    fn step_built(&mut self, index: usize, total: usize, id: &str, elapsed: Duration) {
-        self.line(format!(
-            "{} {id}: {} in {:.1}s",
-            position(index, total),
-            styled(Style::Good, "built and checkpointed"),
-            elapsed.as_secs_f64()
-        ));
-    }
-    fn warn(&mut self, message: &str) {
-        self.line(format!("{} {message}", styled(Style::Warning, "warning:")));
-    }
-    fn info(&mut self, message: &str) {
-        self.line(message.to_string());
     }
 }
 

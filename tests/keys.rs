@@ -1,7 +1,7 @@
 //! Each part of a step's cache key, pinned as a literal for a fixed project
 //! read through the real loaders: a change to how any one part is derived
 //! (the `files` input included) fails here by name, before it silently
-//! invalidates every user's checkpoints. `plan::pinned_keys` pins the keys
+//! invalidates every user's checkpoints. `plan::keys::pinned_keys` pins the keys
 //! themselves.
 
 use std::fs;

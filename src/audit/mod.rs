@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Plan;
+use crate::cache::NoCache;
+use crate::engine::{Engine, Outcome, Walk};
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{self, Entry};
 use crate::mirror::Mirror;
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::report::Reporter;
 use crate::runner::builddir::DirOrder;
-use crate::runner::{Cancel, Earlier, Runner, StepJob, Variation};
+use crate::runner::{Cancel, Runners, Variation};
 use crate::state::StateDir;
 use crate::target::RunnerKind;
 use inspect::Detail;
@@ -54,6 +55,20 @@ pub struct StepAudit {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub files: Vec<FileDiff>,
+}
+
+impl StepAudit {
+    /// A step that was not compared; `failure` or `skipped` is to say why.
+    fn uncompared(id: &str, stage: &str) -> StepAudit {
+        StepAudit {
+            id: id.to_string(),
+            stage: stage.to_string(),
+            reproducible: false,
+            failure: None,
+            skipped: None,
+            files: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,10 +165,14 @@ pub struct Auditor<'a> {
     pub project: &'a Project,
     pub state: &'a StateDir,
     pub mirror: &'a Mirror,
-    pub runner: &'a mut dyn Runner,
+    pub runners: &'a mut Runners,
     pub reporter: &'a mut dyn Reporter,
     pub cancel: Cancel,
 }
+
+/// Why a step of a VM stage has no audit.
+const VM_NOT_AUDITED: &str =
+    "steps in VM stages are not audited yet; their outputs are checked against recorded checksums";
 
 impl Auditor<'_> {
     /// Rebuilds every step of a completed run under `variation` and compares.
@@ -178,84 +197,60 @@ impl Auditor<'_> {
         }
         let _lock = self.state.lock(command)?;
         let (variation, variations, not_varied) = variation;
-        let store = self.state.store();
         let dir = self.audit_dir(target);
         crate::fsutil::detach_mounts_under(&dir)?;
         crate::fsutil::fresh_dir(&dir)?;
         let total = plan.steps.len();
-        let mut earlier: Vec<Earlier> = Vec::new();
         let mut steps = Vec::new();
-        for planned in &plan.steps {
-            let id = planned.id();
-            let checkpoint = store
-                .load(&planned.key)
-                .map_err(|c| {
-                    Error::Other(format!(
-                        "the checkpoint of {id} is damaged: {}; rebuild it with run --resume",
-                        c.0
-                    ))
-                })?
-                .ok_or_else(|| Error::Other(format!("the checkpoint of {id} vanished")))?;
-            if planned.chain_step.runner != RunnerKind::Host {
-                let why = "steps in VM stages are not audited yet; their outputs are checked against recorded checksums";
-                self.reporter.info(&format!(
-                    "[{}/{total}] {id}: not audited ({why})",
-                    planned.index + 1
-                ));
-                steps.push(StepAudit {
-                    id: id.to_string(),
-                    stage: planned.chain_step.stage.clone(),
-                    reproducible: false,
-                    failure: None,
-                    skipped: Some(why.into()),
-                    files: Vec::new(),
-                });
-                earlier.push(Earlier::new(&planned.chain_step, checkpoint.dir.clone()));
-                continue;
-            }
-            self.reporter
-                .step_started(planned.index, total, id, "rebuilding with variations");
-            let sources = self
-                .mirror
-                .step_sources(&self.project.lock, &planned.chain_step.step)?;
-            let job = StepJob {
-                planned,
-                sources,
-                earlier: earlier.clone(),
-                source_date_epoch: plan.chain.target.source_date_epoch,
-                jobs,
-                work: dir.join(id),
-                log: dir.join(format!("{:02}-{id}.log", planned.index + 1)),
-                variation: Some(variation.clone()),
-            };
-            let audit = match self.runner.run(&job, &self.cancel) {
-                Ok(()) => compare(
-                    id,
-                    &planned.chain_step.stage,
-                    &checkpoint.tree,
-                    &checkpoint.manifest,
-                    &job.out(),
-                )?,
-                Err(e @ Error::Interrupted { .. }) => return Err(e),
-                Err(e) => StepAudit {
-                    id: id.to_string(),
-                    stage: planned.chain_step.stage.clone(),
-                    reproducible: false,
+        let walk = Walk::Audit {
+            variation: &variation,
+            dir: &dir,
+            jobs,
+            kinds: &[RunnerKind::Host],
+        };
+        let mut engine = Engine {
+            project: self.project,
+            state: self.state,
+            mirror: self.mirror,
+            runners: self.runners,
+            reporter: self.reporter,
+            cancel: self.cancel.clone(),
+            cache: &mut NoCache,
+        };
+        engine.walk(&plan, &walk, &mut |engine, planned, outcome| {
+            let (id, stage) = (planned.id(), &planned.chain_step.stage);
+            let audit = match outcome {
+                Outcome::Rebuilt {
+                    checkpoint,
+                    out,
+                    failed: None,
+                } => compare(id, stage, &checkpoint.tree, &checkpoint.manifest, out)?,
+                Outcome::Rebuilt {
+                    failed: Some(e), ..
+                } => StepAudit {
                     failure: Some(format!("the rebuild failed: {e}")),
-                    skipped: None,
-                    files: Vec::new(),
+                    ..StepAudit::uncompared(id, stage)
                 },
+                Outcome::NotRebuilt(_) => StepAudit {
+                    skipped: Some(VM_NOT_AUDITED.into()),
+                    ..StepAudit::uncompared(id, stage)
+                },
+                Outcome::Restored(_) | Outcome::Built(_) => {
+                    unreachable!("an audit's walk restores and builds nothing")
+                }
             };
-            let verdict = if audit.reproducible {
-                "reproducible".to_string()
-            } else {
-                format!("DIFFERS ({} files)", audit.files.len())
+            let verdict = match (&audit.skipped, audit.reproducible) {
+                (Some(why), _) => format!("not audited ({why})"),
+                (None, true) => "reproducible".to_string(),
+                (None, false) => format!("DIFFERS ({} files)", audit.files.len()),
             };
-            self.reporter
-                .info(&format!("[{}/{total}] {id}: {verdict}", planned.index + 1));
+            let position = planned.index + 1;
+            engine
+                .reporter
+                .info(&format!("[{position}/{total}] {id}: {verdict}"));
             steps.push(audit);
-            earlier.push(Earlier::new(&planned.chain_step, checkpoint.dir.clone()));
-        }
+            Ok(())
+        })?;
         let first_divergent = steps
             .iter()
             .find(|s| !s.reproducible && s.skipped.is_none())
@@ -299,8 +294,15 @@ pub fn compare(
     manifest: &[Entry],
     after: &Path,
 ) -> Result<StepAudit> {
-    let rebuilt =
-        manifest::of_tree(after).map_err(|e| Error::Other(format!("audit of {id}: {e}")))?;
+    let rebuilt = match manifest::of_tree(after) {
+        Ok(rebuilt) => rebuilt,
+        Err(e) => {
+            return Ok(StepAudit {
+                failure: Some(format!("the rebuild's output cannot be compared: {e}")),
+                ..StepAudit::uncompared(id, stage)
+            });
+        }
+    };
     let old: BTreeMap<&str, &Entry> = manifest.iter().map(|e| (e.path.as_str(), e)).collect();
     let new: BTreeMap<&str, &Entry> = rebuilt.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut files = Vec::new();

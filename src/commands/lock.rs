@@ -6,14 +6,13 @@ use std::time::Duration;
 use super::Paths;
 use crate::cli::LockCommand;
 use crate::digest::file_sha256;
-use crate::engine::Plan;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
 use crate::lock::{Lock, LockEntry};
 use crate::lockedit;
 use crate::mirror::{Mirror, fetch::Progress, http::HttpFetcher};
 use crate::outputs;
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::state::StateDir;
 

@@ -18,10 +18,10 @@ use crate::cli::{
     AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, GuestChoice, PlanArgs, RunArgs,
     SandboxChoice,
 };
-use crate::engine::{Engine, Plan, RunOptions};
+use crate::engine::{Engine, RunOptions};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;
@@ -33,6 +33,7 @@ use crate::runner::host::HostRunner;
 use crate::runner::vm::{Accel, VmRunner};
 use crate::sandbox::{Sandbox, bwrap::Bwrap, namespaces::Namespaces};
 use crate::state::StateDir;
+use crate::target::RunnerKind;
 
 pub(crate) struct Paths {
     pub project: PathBuf,
@@ -173,21 +174,26 @@ impl Session {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Auto => Accel::Auto,
         };
-        Ok(Session {
-            runners: Runners {
-                host: HostRunner {
-                    sandbox: sandbox(choice)?,
-                    max_unpacked,
-                },
-                vm: VmRunner::new(
-                    project.agent_path(),
-                    accel,
-                    &paths.state,
-                    sandbox(choice)?,
-                    max_unpacked,
-                ),
-                guest_sandbox: None,
+        let mut runners = Runners::default();
+        runners.add(
+            RunnerKind::Host,
+            HostRunner {
+                sandbox: sandbox(choice)?,
+                max_unpacked,
             },
+        );
+        runners.add(
+            RunnerKind::Vm,
+            VmRunner::new(
+                project.agent_path(),
+                accel,
+                &paths.state,
+                sandbox(choice)?,
+                max_unpacked,
+            ),
+        );
+        Ok(Session {
+            runners,
             project,
             state,
             mirror: Mirror::new(paths.mirror.clone()),
@@ -218,11 +224,10 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
     } = Session::open(paths, args.sandbox, args.accel, cli.max_unpacked)?;
     if args.guest == GuestChoice::Sandbox {
         let agent = project.agent_path();
-        runners.guest_sandbox = Some(GuestSandboxRunner::new(
-            sandbox(args.sandbox)?,
-            agent,
-            cli.max_unpacked,
-        ));
+        runners.add(
+            RunnerKind::Vm,
+            GuestSandboxRunner::new(sandbox(args.sandbox)?, agent, cli.max_unpacked),
+        );
     }
     let resume = resume_command(cli, args);
     let opts = RunOptions {
@@ -357,7 +362,7 @@ fn audit(paths: &Paths, args: &AuditArgs, max_unpacked: u64) -> Result<()> {
         project: &project,
         state: &state,
         mirror: &mirror,
-        runner: &mut runners.host,
+        runners: &mut runners,
         reporter: reporter.as_mut(),
         cancel,
     };

@@ -5,14 +5,13 @@ use std::path::PathBuf;
 
 use super::Paths;
 use crate::cli::{FetchArgs, RunArgs};
-use crate::engine::Plan;
 use crate::error::{Error, Result};
 use crate::lock::LockEntry;
 use crate::mirror::Mirror;
 use crate::mirror::fetch::{Fetcher, Outcome, fetch_all};
 use crate::mirror::from::From;
 use crate::mirror::offline::{LocalDirs, missing};
-use crate::plan::StepState;
+use crate::plan::{Plan, StepState};
 use crate::project::Project;
 use crate::report;
 use crate::state::StateDir;

@@ -3,8 +3,7 @@
 //! version never pushes its row out of line.
 
 use crate::color::{Stream, Style, paint};
-use crate::engine::PlanRow;
-use crate::plan::StepState;
+use crate::plan::{PlanRow, StepState};
 use crate::report;
 
 /// Widest a step id or a version may show before it is cut.

@@ -129,6 +129,11 @@ pub enum Error {
     /// mount, an earlier step's file, the guest's output.
     #[error(transparent)]
     Runner(#[from] crate::runner::error::RunnerError),
+
+    // Added with the engine's walk (the audit's errors, which were `Other`).
+    /// A checkpoint an audit compares with is gone or damaged.
+    #[error("the checkpoint of {step} {problem}; rebuild it with run --resume")]
+    CheckpointUnusable { step: String, problem: String },
 }
 
 impl Error {
@@ -151,6 +156,7 @@ impl Error {
             | Error::Output { .. }
             | Error::Runner(_)
             | Error::Other(_) => exit::BUILD_FAILED,
+            Error::CheckpointUnusable { .. } => exit::BUILD_FAILED,
         }
     }
 
@@ -178,7 +184,7 @@ impl Error {
             | Error::OutputsDiffer { .. }
             | Error::NotReproducible { .. } => false,
             // Already says how.
-            Error::Resumable { .. } => false,
+            Error::Resumable { .. } | Error::CheckpointUnusable { .. } => false,
         }
     }
 
