@@ -1,7 +1,7 @@
 //! What each subcommand does, given parsed arguments. Output for people goes
 //! to stderr (progress) and stdout (tables, JSON).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod book;
 mod cache;
@@ -11,6 +11,7 @@ mod lock_apt;
 mod manual;
 mod mirror;
 mod offline;
+mod resume;
 mod status;
 mod table;
 
@@ -100,29 +101,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             }
         }
     }
-}
-
-/// The command that continues this run, for messages after a failure.
-pub fn resume_command(cli: &Cli, args: &RunArgs) -> String {
-    let mut words = vec!["stagebuild".to_string()];
-    let default = Path::new(".");
-    if cli.project != default {
-        words.push(format!("--project {}", cli.project.display()));
-    }
-    if let Some(state) = &cli.state {
-        words.push(format!("--state {}", state.display()));
-    }
-    if let Some(mirror) = &cli.mirror {
-        words.push(format!("--mirror {}", mirror.display()));
-    }
-    words.push(format!("run --target {} --resume", args.target.target));
-    if args.guest == GuestChoice::Sandbox {
-        words.push("--guest sandbox".into());
-    }
-    for (var, value) in &args.target.overrides {
-        words.push(format!("--set {var}={value}"));
-    }
-    words.join(" ")
 }
 
 fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
@@ -229,7 +207,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
             GuestSandboxRunner::new(sandbox(args.sandbox)?, agent, cli.max_unpacked),
         );
     }
-    let resume = resume_command(cli, args);
+    let resume = resume::command(cli, args);
     let opts = RunOptions {
         target: args.target.target.clone(),
         overrides: args.target.overrides.clone(),

@@ -79,6 +79,6 @@ pub fn run(paths: &Paths, args: &StatusArgs) -> Result<()> {
 
 /// The kernel a VM step's guest ended in, as its checkpoint recorded it.
 fn recorded_kernel(store: &crate::checkpoint::Store, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(store.dir(key).join(crate::runner::vm::KERNEL)).ok()?;
+    let text = std::fs::read_to_string(store.dir(key).join(crate::runner::guest::KERNEL)).ok()?;
     Some(text.trim().to_string())
 }

@@ -121,10 +121,6 @@ pub enum Error {
     #[error("{inner}\nto resume from here: {command}")]
     Resumable { inner: Box<Error>, command: String },
 
-    /// Left to the runner and engine files, which still build messages by hand.
-    #[error("{0}")]
-    Other(String),
-
     /// What a runner found wrong besides the step failing: a disk tool, a
     /// mount, an earlier step's file, the guest's output.
     #[error(transparent)]
@@ -155,8 +151,7 @@ impl Error {
             | Error::Host { .. }
             | Error::Output { .. }
             | Error::Runner(_)
-            | Error::Other(_) => exit::BUILD_FAILED,
-            Error::CheckpointUnusable { .. } => exit::BUILD_FAILED,
+            | Error::CheckpointUnusable { .. } => exit::BUILD_FAILED,
         }
     }
 
@@ -174,8 +169,7 @@ impl Error {
             | Error::Cache { .. }
             | Error::Host { .. }
             | Error::Output { .. }
-            | Error::Runner(_)
-            | Error::Other(_) => true,
+            | Error::Runner(_) => true,
             Error::Input { .. }
             | Error::Checksum { .. }
             | Error::Usage(_)

@@ -10,24 +10,25 @@ use std::process::Command;
 
 use super::{built_demo, repo, scratch, stagebuild};
 
-/// A state directory that shows the shared build's record and checkpoints
-/// (all, or only those of `keep`) through symlinks, with a copy of the last
-/// audit's report if there is one.
+/// A state directory with a copy of the shared build's record and its
+/// checkpoints (all, or only those of `keep`), with a copy of the last
+/// audit's report if there is one. The checkpoints' files are hard links:
+/// cheap, and plain files to the state check, which refuses symlinks.
 fn view_of_built_demo(name: &str, keep: Option<&[&str]>) -> PathBuf {
     let built = built_demo();
     let view = scratch(name).join("state");
     fs::create_dir_all(view.join("checkpoints")).unwrap();
-    std::os::unix::fs::symlink(built.join("targets"), view.join("targets")).unwrap();
+    copy(&built.join("targets"), &view, &["-a"]);
     let record: serde_json::Value =
         serde_json::from_slice(&fs::read(built.join("targets/demo.json")).unwrap()).unwrap();
     for (id, step) in record["steps"].as_object().unwrap() {
         if keep.is_none_or(|k| k.contains(&id.as_str())) {
             let key = step["key"].as_str().unwrap();
-            std::os::unix::fs::symlink(
-                built.join("checkpoints").join(key),
-                view.join("checkpoints").join(key),
-            )
-            .unwrap();
+            copy(
+                &built.join("checkpoints").join(key),
+                &view.join("checkpoints"),
+                &["-a", "--link"],
+            );
         }
     }
     let report = built.join("audit/demo/report.json");
@@ -36,6 +37,16 @@ fn view_of_built_demo(name: &str, keep: Option<&[&str]>) -> PathBuf {
         fs::write(view.join("audit/demo/report.json"), bytes).unwrap();
     }
     view
+}
+
+fn copy(from: &Path, into: &Path, how: &[&str]) {
+    let status = Command::new("cp")
+        .args(how)
+        .arg(from)
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copying {}", from.display());
 }
 
 fn write_book(state: &Path, out: &Path) {

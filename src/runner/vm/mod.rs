@@ -35,9 +35,7 @@ use self::qemu::{Boot, kvm_boots};
 use self::supervisor::{Limits, Supervisor};
 use super::cancel::Cancel;
 use super::error::{Misfit, RunnerError};
-/// Where `status` reads the kernel a checkpoint's guest ended in.
-pub use super::guest::KERNEL;
-use super::guest::{Backing, DISK, GuestMode, backing, built_in, earlier_file};
+use super::guest::{Backing, DISK, GuestMode, KERNEL, backing, built_in, earlier_file};
 use super::job::{Earlier, Runner, StepJob};
 use super::steplog::{log_tail, open_log};
 use crate::checkpoint::Checkpoint;

@@ -1,0 +1,97 @@
+//! The command a failed run prints to continue where it stopped.
+
+use std::path::Path;
+
+use crate::cli::{Cli, GuestChoice, RunArgs};
+use crate::runner::shell;
+
+/// `stagebuild … run --resume` with the options that chose this run's
+/// project, state, mirror, guest mode, overrides and sources, quoted so a
+/// shell gives the resumed run the same words.
+pub fn command(cli: &Cli, args: &RunArgs) -> String {
+    let mut words = vec!["stagebuild".to_string()];
+    let mut option = |name: &str, value: &Path| {
+        words.push(name.to_string());
+        words.push(value.display().to_string());
+    };
+    if cli.project != Path::new(".") {
+        option("--project", &cli.project);
+    }
+    if let Some(state) = &cli.state {
+        option("--state", state);
+    }
+    if let Some(mirror) = &cli.mirror {
+        option("--mirror", mirror);
+    }
+    words.extend(["run", "--target", &args.target.target, "--resume"].map(String::from));
+    if args.guest == GuestChoice::Sandbox {
+        words.extend(["--guest", "sandbox"].map(String::from));
+    }
+    if args.offline {
+        words.push("--offline".into());
+    }
+    for dir in &args.from {
+        words.extend(["--from".into(), dir.display().to_string()]);
+    }
+    for (var, value) in &args.target.overrides {
+        words.extend(["--set".into(), format!("{var}={value}")]);
+    }
+    shell::words(&words)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn resume_of(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Command::Run(run) = &cli.command else {
+            panic!("not a run: {args:?}")
+        };
+        super::command(&cli, run)
+    }
+
+    #[test]
+    fn a_plain_run_resumes_with_its_target() {
+        assert_eq!(
+            resume_of(&["stagebuild", "run", "--target", "demo"]),
+            "stagebuild run --target demo --resume"
+        );
+    }
+
+    #[test]
+    fn paths_and_values_with_spaces_are_quoted_so_the_shell_splits_them_back() {
+        let line = resume_of(&[
+            "stagebuild",
+            "--state",
+            "/tmp/my state",
+            "run",
+            "--target",
+            "demo",
+            "--guest",
+            "sandbox",
+            "--offline",
+            "--set",
+            "GREETING=hello world",
+        ]);
+        assert_eq!(
+            shlex::split(&line).unwrap(),
+            [
+                "stagebuild",
+                "--state",
+                "/tmp/my state",
+                "run",
+                "--target",
+                "demo",
+                "--resume",
+                "--guest",
+                "sandbox",
+                "--offline",
+                "--set",
+                "GREETING=hello world",
+            ]
+        );
+    }
+}
