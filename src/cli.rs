@@ -124,6 +124,14 @@ pub struct RunArgs {
     /// Discard this target's checkpoints and build everything again.
     #[arg(long)]
     pub fresh: bool,
+    /// Stop after this step (by its id in the target).
+    #[arg(long, value_name = "STEP", conflicts_with = "only")]
+    pub until: Option<String>,
+    /// Build only this step, against the checkpoints before it (each must
+    /// have one); its checkpoint is replaced only if that invalidates no
+    /// later step, or the run says which it invalidates.
+    #[arg(long, value_name = "STEP", conflicts_with_all = ["fresh", "update_checksums"])]
+    pub only: Option<String>,
     /// Record every step's output manifest in steps/targets/TARGET.outputs (instead of checking against it).
     #[arg(long)]
     pub update_checksums: bool,

@@ -177,6 +177,7 @@ impl Project {
                 format!("the kexec step {id} ends the target: add the stage that runs after it"),
             ));
         }
+        crate::step::check_needs(&steps)?;
         let agent_sha256 = if steps.iter().any(|s| s.vm.is_some()) {
             let agent = self.agent_path();
             crate::digest::file_sha256(&agent)

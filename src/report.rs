@@ -42,6 +42,17 @@ pub enum Event {
         id: String,
         elapsed: Duration,
     },
+    /// A step built again produced what its checkpoint before held: the
+    /// steps after it keep their checkpoints (early cut-off).
+    OutputUnchanged {
+        id: String,
+    },
+    /// `run --only` gave a step another output: `later` see it, and the
+    /// next run builds them again.
+    Invalidates {
+        id: String,
+        later: Vec<String>,
+    },
     /// The shared cache gave the step's checkpoint.
     Pulled {
         id: String,
@@ -135,6 +146,17 @@ fn line(event: &Event) -> String {
             styled(Style::Good, "built and checkpointed"),
             elapsed.as_secs_f64()
         ),
+        Event::OutputUnchanged { id } => format!(
+            "{id}: {}",
+            styled(Style::Good, "rebuilt, output unchanged: later steps kept")
+        ),
+        Event::Invalidates { id, later } if later.is_empty() => {
+            format!("{id}: its output changed; no later step sees it")
+        }
+        Event::Invalidates { id, later } => warning(format!(
+            "{id}: its output changed, which invalidates {}; run --resume builds them again",
+            later.join(", ")
+        )),
         Event::Pulled { id } => format!("{id}: pulled from the cache"),
         Event::NotPulled { id, why } => warning(format!(
             "{id}: not pulled from the cache ({why}); building it"

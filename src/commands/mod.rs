@@ -216,6 +216,8 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         update_checksums: args.update_checksums,
         jobs: args.jobs.unwrap_or_else(cpus),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        until: args.until.clone(),
+        only: args.only.clone(),
     };
     let mut shared = cache::for_run(&paths.project, cli.cache.as_deref(), &state)?;
     let mut no_cache = crate::cache::NoCache;
@@ -294,9 +296,9 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
             };
             println!("stage {} (runner {}{kernel})", row.stage, row.runner);
         }
-        let why = match &row.state {
-            StepState::Invalidated { reasons } => format!(": {}", reasons.join("; ")),
-            _ => String::new(),
+        let why = match row.note {
+            Some(note) => format!(" ({note})"),
+            None => row.state.detail(),
         };
         let jump = match &row.kexec {
             Some(kernel) => {

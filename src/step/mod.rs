@@ -10,6 +10,9 @@ use crate::error::Result;
 use crate::lock::Lock;
 
 mod load;
+mod needs;
+
+pub use needs::check_needs;
 
 /// Where a step file explains itself, for the book and `book --check`: the
 /// line of its description, and each patch's stated reason with the line of
@@ -73,6 +76,9 @@ pub struct Definition {
     pub timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kexec: Option<Kexec>,
+    /// The earlier steps of its stage it sees, by id; empty: all of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +99,8 @@ pub struct Step {
     pub patches: Vec<ProjectFile>,
     /// Copied into the top of the build directory before the phases run.
     pub files: Vec<ProjectFile>,
+    /// Where each of `definition.needs` is written, for errors the chain finds.
+    pub needs_at: Vec<Option<crate::error::Spot>>,
 }
 
 impl Step {
