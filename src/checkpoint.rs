@@ -80,9 +80,14 @@ impl Store {
     /// meta.json says, if there is one: cheap, for plans; [`Store::load`]
     /// verifies.
     pub fn output(&self, key: &str) -> Option<String> {
+        self.meta(key).map(|meta| meta.manifest_sha256)
+    }
+
+    /// The meta.json of the checkpoint under `key`, unverified, if there is one.
+    pub fn meta(&self, key: &str) -> Option<Meta> {
         let bytes = fs::read(self.dir(key).join("meta.json")).ok()?;
         let meta: Meta = serde_json::from_slice(&bytes).ok()?;
-        (meta.key == key).then_some(meta.manifest_sha256)
+        (meta.key == key).then_some(meta)
     }
 
     /// Moves `out` (and each file in `extras`, if given) into the store under

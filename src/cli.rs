@@ -47,6 +47,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show what the state directory holds and whether a run is using it.
     Status(StatusArgs),
+    /// Show each step's build times across runs, as a table or JSON.
+    Report(ReportArgs),
     /// Fill and inspect the source mirror.
     #[command(subcommand)]
     Mirror(MirrorCommand),
@@ -216,6 +218,15 @@ pub enum DirOrderChoice {
     /// Build through disorderfs, which shuffles every listing (no root
     /// needed; slower).
     Disorderfs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 mod book;
+mod build_times;
 mod cache;
 mod init;
 mod lock;
@@ -69,6 +70,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status::run(&paths, args),
+        Command::Report(args) => build_times::report(&paths, args),
         Command::Audit(args) => audit(&paths, args, cli.max_unpacked),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),

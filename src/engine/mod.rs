@@ -2,7 +2,9 @@
 //! report. A run, a resumed one, a `--fresh` one and an audit all take each
 //! step through the same walk of the chain ([`walk`]).
 
+mod forecast;
 mod only;
+mod scope;
 mod walk;
 
 #[cfg(test)]
@@ -14,7 +16,8 @@ mod tests_cutoff;
 
 use std::time::Instant;
 
-pub use walk::{Outcome, Scope, Walk};
+pub use scope::Scope;
+pub use walk::{Outcome, Walk};
 
 use crate::cache::CheckpointCache;
 use crate::error::{Error, Result};
@@ -93,11 +96,14 @@ impl Engine<'_> {
         let before = record.steps.clone();
         let mut record = record;
         let mut manifests = Vec::new();
+        let forecast = forecast::Forecast::of(self.state, &plan, &record);
+        let times_path = crate::times::path(self.state, &opts.target);
         let walk = Walk::Run {
             jobs: opts.jobs,
             pull: !opts.fresh,
             restore: !opts.fresh,
             scope,
+            forecast: &forecast,
         };
         self.walk(&plan, &walk, &mut |engine, planned, outcome| {
             let id = planned.id();
@@ -108,6 +114,18 @@ impl Engine<'_> {
             match outcome {
                 Outcome::Built(_) => summary.built += 1,
                 _ => summary.restored += 1,
+            }
+            if let (Outcome::Built(_), Some(built)) = (outcome, &checkpoint.meta.built) {
+                crate::times::append(
+                    &times_path,
+                    &crate::times::Timing {
+                        step: id.to_string(),
+                        key: planned.key.clone(),
+                        millis: built.millis,
+                        runner: built.runner.clone(),
+                        finished: crate::times::now(),
+                    },
+                )?;
             }
             if unchanged {
                 engine

@@ -60,7 +60,7 @@ impl Engine<'_> {
     ) -> Result<Outcome> {
         let started = Instant::now();
         let job = self.job(plan, planned, earlier, walk)?;
-        self.build(&job, plan.steps.len(), ONLY)?;
+        self.build(&job, walk, plan.steps.len(), ONLY)?;
         let store = self.state.store();
         if let Some(existing) = store.output(&planned.key) {
             let rebuilt = output_of_tree(&job.out()).map_err(|e| Error::Output {

@@ -242,3 +242,59 @@ fn until_stops_after_its_step_and_only_rebuilds_one_step_against_the_checkpoints
         if reasons == &["the output of b changed".to_string()])
     );
 }
+
+#[test]
+fn progress_expects_each_step_to_take_what_its_earlier_build_took_and_sums_what_is_left() {
+    use std::time::Duration;
+    let f = Fixture::new();
+    f.run(&[]).result.unwrap();
+    let path = crate::times::path(&f.state(), "t");
+    let first = crate::times::read(&path);
+    assert_eq!(
+        first.iter().map(|t| t.step.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    // As if the earlier run had taken 1, 2 and 3 seconds.
+    let slow: Vec<crate::times::Timing> = (first.iter().zip([1000, 2000, 3000]))
+        .map(|(t, millis)| crate::times::Timing {
+            millis,
+            ..t.clone()
+        })
+        .collect();
+    std::fs::remove_file(&path).unwrap();
+    for t in &slow {
+        crate::times::append(&path, t).unwrap();
+    }
+    // c under another key: it is expected to take what c took before.
+    f.edit("c", "2");
+    let fresh = f.run(&["fresh"]);
+    fresh.result.unwrap();
+    let started: Vec<(String, Option<Duration>, Option<crate::times::Eta>)> = (fresh.events.iter())
+        .filter_map(|e| match e {
+            Event::StepStarted {
+                id, expected, eta, ..
+            } => Some((id.clone(), *expected, *eta)),
+            _ => None,
+        })
+        .collect();
+    let s = Duration::from_secs;
+    let eta = |left: u64| {
+        Some(crate::times::Eta {
+            left: s(left),
+            unknown: 0,
+        })
+    };
+    assert_eq!(
+        started,
+        [
+            ("a".to_string(), Some(s(1)), eta(6)),
+            ("b".to_string(), Some(s(2)), eta(5)),
+            ("c".to_string(), Some(s(3)), eta(3)),
+        ]
+    );
+    assert_eq!(
+        crate::times::read(&path).len(),
+        6,
+        "this run's builds are added"
+    );
+}

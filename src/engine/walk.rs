@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::Engine;
+use super::forecast::Forecast;
+use super::scope::Scope;
 use crate::checkpoint::{Built, Checkpoint, Corrupt, Meta};
 use crate::error::{Error, Result};
 use crate::plan::{Keys, Plan, PlannedStep};
@@ -24,6 +26,7 @@ pub enum Walk<'w> {
         pull: bool,
         restore: bool,
         scope: Scope,
+        forecast: &'w Forecast,
     },
     /// `audit`: each step of a runner in `kinds` is rebuilt under
     /// `variation`, in scratch under `dir`, beside its checkpoint, which must
@@ -34,27 +37,6 @@ pub enum Walk<'w> {
         jobs: usize,
         kinds: &'w [RunnerKind],
     },
-}
-
-/// The steps a run takes, by their positions in the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    /// `--until`: every step up to this one, then stop.
-    Until(usize),
-    /// `--only`: restore every step before this one (each must have a
-    /// checkpoint), build this one, stop.
-    Only(usize),
-}
-
-impl Scope {
-    /// How many steps of a chain of `total` the walk takes.
-    pub fn steps(self, total: usize) -> usize {
-        match self {
-            Scope::All => total,
-            Scope::Until(last) | Scope::Only(last) => last + 1,
-        }
-    }
 }
 
 /// What became of one step.
@@ -175,7 +157,7 @@ impl<'a> Engine<'a> {
         }
         let started = Instant::now();
         let job = self.job(plan, planned, earlier, walk)?;
-        self.build(&job, total, "building")?;
+        self.build(&job, walk, total, "building")?;
         let checkpoint = self.commit(&job, started)?;
         self.built_event(plan, planned, started);
         Ok(Outcome::Built(checkpoint))
@@ -194,7 +176,7 @@ impl<'a> Engine<'a> {
             return Ok(Outcome::NotRebuilt(checkpoint));
         }
         let job = self.job(plan, planned, earlier, walk)?;
-        let failed = match self.build(&job, plan.steps.len(), REBUILDING) {
+        let failed = match self.build(&job, walk, plan.steps.len(), REBUILDING) {
             Ok(()) => None,
             Err(e @ Error::Interrupted { .. }) => return Err(e),
             Err(e) => Some(e),
@@ -321,14 +303,28 @@ impl<'a> Engine<'a> {
     pub(super) fn build(
         &mut self,
         job: &StepJob,
+        walk: &Walk,
         total: usize,
         action: &'static str,
     ) -> Result<()> {
+        let (index, id) = (job.planned.index, job.planned.id());
+        let (expected, eta) = match walk {
+            Walk::Run {
+                forecast, scope, ..
+            } => {
+                let last = scope.steps(total).saturating_sub(1);
+                let (expected, eta) = forecast.at(index, last, id, &job.planned.key);
+                (expected, Some(eta))
+            }
+            Walk::Audit { .. } => (None, None),
+        };
         self.reporter.event(Event::StepStarted {
-            index: job.planned.index,
+            index,
             total,
-            id: job.planned.id().to_string(),
+            id: id.to_string(),
             action,
+            expected,
+            eta,
         });
         (self.runners.for_kind(job.planned.chain_step.runner)?).run(job, &self.cancel)
     }
