@@ -81,7 +81,12 @@ impl Engine<'_> {
             plan.steps.iter().map(|p| p.id()),
         )?;
         // Half-finished commits of a run that was killed: never checkpoints.
-        crate::fsutil::fresh_dir(&self.state.tmp())?;
+        // An empty staging directory is left as it is (a no-op rerun writes
+        // nothing there).
+        let tmp = self.state.tmp();
+        if std::fs::read_dir(&tmp).is_ok_and(|mut entries| entries.next().is_some()) {
+            crate::fsutil::fresh_dir(&tmp)?;
+        }
         if opts.fresh {
             self.start_over(&plan, &record)?;
         }
@@ -161,18 +166,24 @@ impl Engine<'_> {
                     record.changes
                 }
             };
-            record.steps.insert(
-                id.to_string(),
-                RecordedStep {
-                    key: planned.key.clone(),
-                    inputs: planned.inputs.clone(),
-                    output: Some(output.clone()),
-                    unchanged,
-                    changed_at,
-                    keyed_at: record.changes,
+            let entry = RecordedStep {
+                key: planned.key.clone(),
+                inputs: planned.inputs.clone(),
+                output: Some(output.clone()),
+                unchanged,
+                changed_at,
+                // The same key saw the same outputs as when it was keyed.
+                keyed_at: match before.get(id) {
+                    Some(r) if r.key == planned.key => r.keyed_at,
+                    _ => record.changes,
                 },
-            );
-            engine.state.save_record(&record)?;
+            };
+            // A step restored as the record has it changes nothing: a no-op
+            // rerun writes no record.
+            if record.steps.get(id) != Some(&entry) {
+                record.steps.insert(id.to_string(), entry);
+                engine.state.save_record(&record)?;
+            }
             engine.cache.offer(checkpoint);
             Ok(())
         })?;

@@ -298,3 +298,33 @@ fn progress_expects_each_step_to_take_what_its_earlier_build_took_and_sums_what_
         "this run's builds are added"
     );
 }
+
+/// Every path under `dir` but the run lock, with its modification time and
+/// size: what a run wrote.
+fn written(dir: &std::path::Path) -> Vec<(String, std::time::SystemTime, u64)> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(dir).unwrap().display().to_string();
+        if rel != "lock" {
+            found.push((rel, meta.modified().unwrap(), meta.len()));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_no_op_rerun_writes_nothing_but_its_lock() {
+    let f = Fixture::new();
+    f.run(&[]).result.unwrap();
+    let before = written(&f.state().root);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = f.run(&["resume"]);
+    assert_eq!(again.result.unwrap().built, 0);
+    assert_eq!(written(&f.state().root), before);
+}
