@@ -36,5 +36,6 @@ pub mod schema;
 pub mod state;
 pub mod statefs;
 pub mod step;
+pub mod step_source;
 pub mod target;
 pub mod yaml;

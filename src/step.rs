@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 use crate::digest::file_sha256;
 use crate::error::{Error, Result};
 use crate::lock::Lock;
+use crate::step_source::RawSource;
 use crate::yaml;
 
 #[derive(Debug, Deserialize)]
@@ -18,7 +19,7 @@ struct RawStep {
     version: String,
     description: Spanned<String>,
     #[serde(default)]
-    sources: Vec<Spanned<String>>,
+    sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
     patches: Vec<Spanned<RawPatch>>,
     #[serde(default)]
@@ -120,6 +121,11 @@ pub struct Definition {
     pub name: String,
     pub version: String,
     pub sources: Vec<String>,
+    /// Sources whose payload is an archive inside them: the member of each
+    /// that is unpacked instead (left out of the key when there are none, so
+    /// that steps without them keep their keys).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unpack: BTreeMap<String, String>,
     pub patches: Vec<String>,
     pub files: Vec<String>,
     pub workdir: Option<String>,
@@ -226,7 +232,11 @@ impl Step {
         }
 
         let mut sources = Vec::new();
-        for source in &raw.sources {
+        let mut unpack = BTreeMap::new();
+        for (source, raw_source) in crate::step_source::names(&raw.sources)
+            .iter()
+            .zip(&raw.sources)
+        {
             if lock.get(&source.value).is_none() {
                 return Err(bad(
                     yaml::line_of(source),
@@ -242,6 +252,13 @@ impl Step {
                     yaml::line_of(source),
                     format!("source {:?} is listed twice", source.value),
                 ));
+            }
+            match raw_source.value.member() {
+                Ok(None) => {}
+                Ok(Some(member)) => {
+                    unpack.insert(source.value.clone(), member.to_string());
+                }
+                Err(why) => return Err(bad(yaml::line_of(source), why)),
             }
             sources.push(source.value.clone());
         }
@@ -365,6 +382,7 @@ impl Step {
                 name: raw.name.value,
                 version: raw.version,
                 sources,
+                unpack,
                 patches: patch_names.into_iter().map(|p| p.value).collect(),
                 files: raw.files.into_iter().map(|f| f.value).collect(),
                 workdir,
