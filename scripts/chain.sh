@@ -14,9 +14,6 @@ cargo build --release --locked
 sb=(target/release/stagebuild --state "${STATE:-state}" --mirror "${MIRROR:-mirror}")
 
 "${sb[@]}" mirror fetch --target azurelinux
-if [ -e "${STATE:-state}/targets/azurelinux.json" ]; then
-    "${sb[@]}" run --target azurelinux --guest "${GUEST:-sandbox}" --resume "$@"
-else
-    "${sb[@]}" run --target azurelinux --guest "${GUEST:-sandbox}" "$@"
-fi
+# --resume also starts an empty state.
+"${sb[@]}" run --target azurelinux --guest "${GUEST:-sandbox}" --resume "$@"
 "${sb[@]}" plan --target azurelinux
