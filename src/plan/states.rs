@@ -121,6 +121,7 @@ mod tests {
                 name: id.into(),
                 version: "1".into(),
                 sources: vec![],
+                unpack: Default::default(),
                 patches: vec![],
                 files: vec![],
                 workdir: None,

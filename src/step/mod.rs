@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::lock::Lock;
 
 mod load;
+mod source;
 
 /// Where a step file explains itself, for the book and `book --check`: the
 /// line of its description, and each patch's stated reason with the line of
@@ -63,6 +64,11 @@ pub struct Definition {
     pub name: String,
     pub version: String,
     pub sources: Vec<String>,
+    /// Sources whose payload is an archive inside them: the member of each
+    /// that is unpacked instead (left out of the key when there are none, so
+    /// that steps without them keep their keys).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unpack: BTreeMap<String, String>,
     pub patches: Vec<String>,
     pub files: Vec<String>,
     pub workdir: Option<String>,
