@@ -7,7 +7,14 @@
 
 use serde_json::{Value, json};
 
-use crate::cli::SchemaKind;
+/// Which kind of project file a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// A step file, steps/NAME.yaml.
+    Step,
+    /// A target file, steps/targets/NAME.yaml.
+    Target,
+}
 
 pub fn schema(kind: SchemaKind) -> Value {
     match kind {

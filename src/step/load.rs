@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::source::{self, RawSource};
-use super::{Definition, Kexec, ProjectFile, Prose, RESERVED_ENV, Step, is_identifier};
+use super::{Definition, Kexec, ProjectFile, Prose, RESERVED_ENV, Step};
 use crate::digest::file_sha256;
 use crate::error::Result;
 use crate::lock::Lock;
+use crate::names::is_identifier;
 use crate::yaml::Doc;
 
 #[derive(Debug, Deserialize)]

@@ -129,11 +129,3 @@ impl Step {
         script
     }
 }
-
-pub fn is_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
-        && !name.starts_with(['.', '-'])
-}
