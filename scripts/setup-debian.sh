@@ -27,7 +27,9 @@ apt-get update -q
 # qemu, e2fsprogs: the VM stages and their disks; cpio: the guest's initramfs;
 # gcc-multilib: the 32-bit userland; flex, bison, bc, libelf-dev: the kernels;
 # zsh, fish, man-db, python3-jsonschema, python3-yaml: the tests that check
-# the shell completions, the man page and the JSON Schema of step files.
+# the shell completions, the man page and the JSON Schema of step files;
+# autoconf, automake, autopoint: the azurelinux chain's make, whose Debian
+# source has no configure (they write scripts, and compile nothing).
 # Some images carry a newer qemu-utils from backports, which breaks
 # qemu-system-x86 from the release: pin both to the release's version.
 qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
@@ -40,7 +42,8 @@ apt-get install -y -q --no-install-recommends --allow-downgrades \
     bubblewrap build-essential bzip2 xz-utils patch ca-certificates pkg-config \
     curl git faketime disorderfs fuse3 chromium bsdutils \
     e2fsprogs cpio gcc-multilib flex bison bc libelf-dev \
-    zsh fish man-db python3-jsonschema python3-yaml
+    zsh fish man-db python3-jsonschema python3-yaml \
+    autoconf automake autopoint
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup-debian.sh: cargo not found; stagebuild needs Rust 1.89 or newer (rustup)" >&2

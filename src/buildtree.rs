@@ -45,9 +45,11 @@ pub fn prepare(
     let mut unpacker = Unpacker::new(build, tools.max_unpacked)
         .io_context(|| format!("opening {}", build.display()))?;
     for (name, path) in sources {
-        unpacker
-            .source(path, name)
-            .map_err(|e| Error::input(path, None, format!("source {name}: {e}")))?;
+        match step.definition.unpack.get(name) {
+            Some(member) => unpacker.inner_source(path, name, member),
+            None => unpacker.source(path, name),
+        }
+        .map_err(|e| Error::input(path, None, format!("source {name}: {e}")))?;
     }
     let workdir = step.definition.workdir.as_deref().unwrap_or("");
     let missing =

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::color::ColorChoice;
+pub use crate::schema::SchemaKind;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stagebuild",
@@ -89,21 +92,6 @@ pub enum Command {
         #[arg(long)]
         spec_json: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SchemaKind {
-    /// A step file, steps/NAME.yaml.
-    Step,
-    /// A target file, steps/targets/NAME.yaml.
-    Target,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,13 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use crate::cli::ColorChoice;
+/// Whether to colour output: `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Decided {

@@ -52,7 +52,7 @@ pub fn plain_file_name(name: &str) -> Result<(), Refused> {
 /// directory and a record, so only a-z, 0-9, '-', '_' and '.', not starting
 /// with '.' or '-'.
 pub fn identifier(name: &str) -> Result<(), Refused> {
-    if crate::step::is_identifier(name) {
+    if is_identifier(name) {
         Ok(())
     } else {
         Err(Refused::NotIdentifier(name.to_string()))
@@ -120,6 +120,15 @@ fn scheme_and_rest(url: &str) -> Option<(&str, &str)> {
 fn host_ok(rest: &str) -> bool {
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     !host.is_empty() && !host.starts_with('-') && !rest.bytes().any(|b| b <= 0x20 || b == 0x7f)
+}
+
+/// A plain name: a-z, 0-9, `-`, `_` and `.`, not starting with `.` or `-`.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+        && !name.starts_with(['.', '-'])
 }
 
 #[cfg(test)]

@@ -7,7 +7,14 @@
 
 use serde_json::{Value, json};
 
-use crate::cli::SchemaKind;
+/// Which kind of project file a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// A step file, steps/NAME.yaml.
+    Step,
+    /// A target file, steps/targets/NAME.yaml.
+    Target,
+}
 
 pub fn schema(kind: SchemaKind) -> Value {
     match kind {
@@ -40,7 +47,25 @@ fn step() -> Value {
             },
             "version": text("The package's version, as text: \"1.0\", \"0.9.27+git20200814.62c30a4a\"."),
             "description": text("What the step builds and why, for people; not part of the cache key."),
-            "sources": names("Files from sources.lock, unpacked into the build directory in this order."),
+            "sources": {
+                "type": "array",
+                "description": "Files from sources.lock, unpacked into the build directory in this order; \
+                    { file, unpack } unpacks only the archive MEMBER held inside the file.",
+                "items": {
+                    "oneOf": [
+                        { "type": "string" },
+                        {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["file", "unpack"],
+                            "properties": {
+                                "file": text("The file's name in sources.lock: an archive."),
+                                "unpack": text("The path of the archive inside it to unpack instead, e.g. gcc-12-12.2.0/gcc-12.2.0-dfsg.tar.xz.")
+                            }
+                        }
+                    ]
+                }
+            },
             "patches": {
                 "type": "array",
                 "description": "Files under patches/STEP/, applied in this order in the workdir; \

@@ -295,3 +295,24 @@ fn a_long_stage_continues_in_a_second_column_of_the_diagram() {
         );
     }
 }
+
+/// The azurelinux chain's book, before any of it is built: every step has
+/// its page, and the contents say how far the chain has come.
+#[test]
+fn the_azurelinux_book_renders_every_step_before_any_is_built() {
+    let state = tempfile::tempdir().unwrap();
+    let book = state.path().join("book");
+    common::stagebuild(&repo(), Some(&state.path().join("state")), None)
+        .args(["book", "--target", "azurelinux", "--out"])
+        .arg(&book)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(0 of 29 steps built)"));
+    for step in ["cross-gcc", "rpm", "go-1.19", "kexec-x86_64", "hop-check"] {
+        let html = page(&book, &format!("steps/{step}.html"));
+        assert!(
+            section(&html, "what-it-produced").contains("Not built yet"),
+            "{step}: {html}"
+        );
+    }
+}

@@ -276,3 +276,69 @@ fn a_long_name_too_large_to_be_one_is_refused_before_it_fills_memory() {
         "entry \"first\": followed by more than 1 MiB of headers",
     );
 }
+
+#[test]
+fn an_inner_archive_is_unpacked_alone_and_checked_like_any_other() {
+    let inner = tar_with(|b| {
+        raw_entry(b, EntryType::Directory, "gcc-12.2.0/", None, b"");
+        raw_entry(b, EntryType::Regular, "gcc-12.2.0/README", None, b"gcc");
+    });
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    io::Write::write_all(&mut xz, &inner).unwrap();
+    let inner_xz = xz.finish().unwrap();
+    let hostile = tar_with(|b| raw_entry(b, EntryType::Regular, "../escape", None, b"x"));
+    let outer = tar_with(|b| {
+        raw_entry(b, EntryType::Directory, "gcc-12-12.2.0/", None, b"");
+        raw_entry(b, EntryType::Regular, "gcc-12-12.2.0/newlib.tar", None, b"");
+        raw_entry(
+            b,
+            EntryType::Regular,
+            "gcc-12-12.2.0/gcc.tar.xz",
+            None,
+            &inner_xz,
+        );
+        raw_entry(
+            b,
+            EntryType::Regular,
+            "gcc-12-12.2.0/bad.tar",
+            None,
+            &hostile,
+        );
+        raw_entry(
+            b,
+            EntryType::Symlink,
+            "gcc-12-12.2.0/link.tar",
+            Some("bad.tar"),
+            b"",
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orig.tar");
+    fs::write(&file, &outer).unwrap();
+    let unpack = |member: &str| {
+        let build = tempfile::tempdir_in(dir.path()).unwrap();
+        let result = Unpacker::new(build.path(), 1 << 20)
+            .unwrap()
+            .inner_source(&file, "orig.tar", member);
+        (build, result)
+    };
+
+    let (build, result) = unpack("gcc-12-12.2.0/gcc.tar.xz");
+    result.unwrap();
+    assert_eq!(
+        fs::read(build.path().join("gcc-12.2.0/README")).unwrap(),
+        b"gcc"
+    );
+    // Only the member's contents: nothing of the outer archive.
+    assert!(!build.path().join("gcc-12-12.2.0").exists());
+
+    let (_, result) = unpack("gcc-12-12.2.0/bad.tar");
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("path leaves the build directory"), "{e}");
+    let (_, result) = unpack("gcc-12-12.2.0/link.tar");
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("is not a plain file"), "{e}");
+    let (_, result) = unpack("gcc-12-12.2.0/missing.tar");
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("orig.tar holds no such member to unpack"), "{e}");
+}

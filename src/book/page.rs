@@ -71,12 +71,11 @@ fn sources(book: &Book, step: &StepInfo) -> String {
                 ),
                 (None, None, None) => "none recorded".into(),
             };
-            vec![
-                code(&entry.name),
-                text(&def.version),
-                code(&entry.sha256),
-                upstream,
-            ]
+            let file = match def.unpack.get(&entry.name) {
+                Some(member) => format!("{} (unpacks {})", code(&entry.name), code(member)),
+                None => code(&entry.name),
+            };
+            vec![file, text(&def.version), code(&entry.sha256), upstream]
         })
         .collect();
     md += &table(&["file", "version", "sha256", "upstream"], &rows);

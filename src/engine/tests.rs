@@ -4,9 +4,9 @@
 use std::fs;
 
 use super::fake::{Fixture, names_in};
+use crate::error::runner::Misfit;
 use crate::error::{Error, exit};
 use crate::report::{Event, Unusable};
-use crate::runner::error::Misfit;
 
 /// The steps each event of a kind names, in order.
 fn built(events: &[Event]) -> Vec<&str> {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod runner;
 mod spot;
 
 pub use spot::{Spot, location, snippet};
@@ -124,7 +125,7 @@ pub enum Error {
     /// What a runner found wrong besides the step failing: a disk tool, a
     /// mount, an earlier step's file, the guest's output.
     #[error(transparent)]
-    Runner(#[from] crate::runner::error::RunnerError),
+    Runner(#[from] crate::error::runner::RunnerError),
 
     // Added with the engine's walk (the audit's errors, which were `Other`).
     /// A checkpoint an audit compares with is gone or damaged.

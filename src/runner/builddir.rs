@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::error::RunnerError;
+use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 use crate::fsutil::fresh_dir;
 

@@ -7,9 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::error::RunnerError;
 use super::job::{Earlier, StepJob};
 use crate::checkpoint::Meta;
+use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 use crate::fsutil::remove_tree;
 use crate::target::VmSettings;

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use super::builddir;
 use super::cancel::Cancel;
-use super::error::Misfit;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
+use crate::error::runner::Misfit;
 use crate::plan::PlannedStep;
 use crate::project::ChainStep;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use nix::sys::personality::Persona;
 
-use super::error::RunnerError;
+use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 
 /// `PER_LINUX32` from <linux/personality.h>: uname(2) reports `i686`.

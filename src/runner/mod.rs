@@ -3,7 +3,6 @@
 
 pub mod builddir;
 pub mod cancel;
-pub mod error;
 pub mod group;
 pub mod guest;
 pub mod guest_job;

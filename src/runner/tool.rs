@@ -9,7 +9,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use super::error::RunnerError;
+use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 
 /// Makes the command's process die (SIGKILL) when stagebuild does.

@@ -8,10 +8,12 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{Definition, Kexec, ProjectFile, Prose, RESERVED_ENV, Step, is_identifier};
+use super::source::{self, RawSource};
+use super::{Definition, Kexec, ProjectFile, Prose, RESERVED_ENV, Step};
 use crate::digest::file_sha256;
 use crate::error::Result;
 use crate::lock::Lock;
+use crate::names::is_identifier;
 use crate::yaml::Doc;
 
 #[derive(Debug, Deserialize)]
@@ -21,7 +23,7 @@ struct RawStep {
     version: String,
     description: Spanned<String>,
     #[serde(default)]
-    sources: Vec<Spanned<String>>,
+    sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
     patches: Vec<Spanned<RawPatch>>,
     #[serde(default)]
@@ -131,7 +133,7 @@ pub(super) fn load(path: &Path, project: &Path, lock: &Lock) -> Result<Step> {
         ));
     }
     let kexec = check_kexec(&doc, &raw)?;
-    let sources = check_sources(&doc, &raw.sources, lock)?;
+    let (sources, unpack) = check_sources(&doc, &raw.sources, lock)?;
 
     let patch_names: Vec<Spanned<String>> = raw
         .patches
@@ -175,6 +177,7 @@ pub(super) fn load(path: &Path, project: &Path, lock: &Lock) -> Result<Step> {
             name: raw.name.value,
             version: raw.version,
             sources,
+            unpack,
             patches: patch_names.into_iter().map(|p| p.value).collect(),
             files: raw.files.into_iter().map(|f| f.value).collect(),
             workdir,
@@ -256,9 +259,16 @@ fn check_kexec(doc: &Doc, raw: &RawStep) -> Result<Option<Kexec>> {
     }))
 }
 
-fn check_sources(doc: &Doc, listed: &[Spanned<String>], lock: &Lock) -> Result<Vec<String>> {
+/// The sources' names, each in the lock and listed once, and the member to
+/// unpack of those that name one.
+fn check_sources(
+    doc: &Doc,
+    listed: &[Spanned<RawSource>],
+    lock: &Lock,
+) -> Result<(Vec<String>, BTreeMap<String, String>)> {
     let mut sources = Vec::new();
-    for source in listed {
+    let mut unpack = BTreeMap::new();
+    for (source, raw) in source::names(listed).iter().zip(listed) {
         if lock.get(&source.value).is_none() {
             return Err(doc.error(
                 source,
@@ -272,9 +282,16 @@ fn check_sources(doc: &Doc, listed: &[Spanned<String>], lock: &Lock) -> Result<V
         if sources.contains(&source.value) {
             return Err(doc.error(source, format!("source {:?} is listed twice", source.value)));
         }
+        match raw.value.member() {
+            Ok(None) => {}
+            Ok(Some(member)) => {
+                unpack.insert(source.value.clone(), member.to_string());
+            }
+            Err(why) => return Err(doc.error(source, why)),
+        }
         sources.push(source.value.clone());
     }
-    Ok(sources)
+    Ok((sources, unpack))
 }
 
 /// Patches under `patches/<step>/` and files under `files/<step>/`, each by a

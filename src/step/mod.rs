@@ -10,9 +10,7 @@ use crate::error::Result;
 use crate::lock::Lock;
 
 mod load;
-mod needs;
-
-pub use needs::check_needs;
+mod source;
 
 /// Where a step file explains itself, for the book and `book --check`: the
 /// line of its description, and each patch's stated reason with the line of
@@ -66,6 +64,11 @@ pub struct Definition {
     pub name: String,
     pub version: String,
     pub sources: Vec<String>,
+    /// Sources whose payload is an archive inside them: the member of each
+    /// that is unpacked instead (left out of the key when there are none, so
+    /// that steps without them keep their keys).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unpack: BTreeMap<String, String>,
     pub patches: Vec<String>,
     pub files: Vec<String>,
     pub workdir: Option<String>,
@@ -130,12 +133,4 @@ impl Step {
         }
         script
     }
-}
-
-pub fn is_identifier(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
-        && !name.starts_with(['.', '-'])
 }

@@ -12,9 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
-use crate::runner::error::RunnerError;
 use crate::runner::guest::{install_copy, own_dirs};
 use crate::runner::tool::{dies_with_stagebuild, run_tool};
 
