@@ -76,6 +76,20 @@ impl Store {
         self.dir(key).join("meta.json").is_file()
     }
 
+    /// The output (manifest sha256) of the checkpoint under `key`, as its
+    /// meta.json says, if there is one: cheap, for plans; [`Store::load`]
+    /// verifies.
+    pub fn output(&self, key: &str) -> Option<String> {
+        self.meta(key).map(|meta| meta.manifest_sha256)
+    }
+
+    /// The meta.json of the checkpoint under `key`, unverified, if there is one.
+    pub fn meta(&self, key: &str) -> Option<Meta> {
+        let bytes = fs::read(self.dir(key).join("meta.json")).ok()?;
+        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+        (meta.key == key).then_some(meta)
+    }
+
     /// Moves `out` (and each file in `extras`, if given) into the store under
     /// `meta.key`. A crash at any point leaves either no checkpoint or a
     /// complete one: everything is assembled in a staging directory, synced,
@@ -85,7 +99,7 @@ impl Store {
             step: meta.step.clone(),
             problem: e.to_string(),
         })?;
-        let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        let manifest_json = manifest_bytes(&manifest);
         meta.manifest_sha256 = hex_sha256(&manifest_json);
 
         fs::create_dir_all(&self.tmp).io_context(|| format!("creating {}", self.tmp.display()))?;
@@ -216,6 +230,17 @@ impl Store {
     }
 }
 
+/// manifest.json as a checkpoint keeps it.
+fn manifest_bytes(manifest: &[Entry]) -> Vec<u8> {
+    serde_json::to_vec_pretty(manifest).expect("manifest serializes")
+}
+
+/// What a tree would be as a checkpoint's output: its manifest's sha256, the
+/// same as [`Meta::manifest_sha256`] once committed.
+pub fn output_of_tree(tree: &Path) -> std::result::Result<String, manifest::ManifestError> {
+    Ok(hex_sha256(&manifest_bytes(&manifest::of_tree(tree)?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +252,7 @@ mod tests {
             patches: "p".into(),
             files: "f".into(),
             runner: "r".into(),
-            parent: None,
+            earlier: String::new(),
         };
         Meta {
             key: key.into(),

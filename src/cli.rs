@@ -50,6 +50,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show what the state directory holds and whether a run is using it.
     Status(StatusArgs),
+    /// Show each step's build times across runs, as a table or JSON.
+    Report(ReportArgs),
     /// Fill and inspect the source mirror.
     #[command(subcommand)]
     Mirror(MirrorCommand),
@@ -112,6 +114,14 @@ pub struct RunArgs {
     /// Discard this target's checkpoints and build everything again.
     #[arg(long)]
     pub fresh: bool,
+    /// Stop after this step (by its id in the target).
+    #[arg(long, value_name = "STEP", conflicts_with = "only")]
+    pub until: Option<String>,
+    /// Build only this step, against the checkpoints before it (each must
+    /// have one); its checkpoint is replaced only if that invalidates no
+    /// later step, or the run says which it invalidates.
+    #[arg(long, value_name = "STEP", conflicts_with_all = ["fresh", "update_checksums"])]
+    pub only: Option<String>,
     /// Record every step's output manifest in steps/targets/TARGET.outputs (instead of checking against it).
     #[arg(long)]
     pub update_checksums: bool,
@@ -196,6 +206,15 @@ pub enum DirOrderChoice {
     /// Build through disorderfs, which shuffles every listing (no root
     /// needed; slower).
     Disorderfs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

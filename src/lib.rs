@@ -38,4 +38,5 @@ pub mod state;
 pub mod statefs;
 pub mod step;
 pub mod target;
+pub mod times;
 pub mod yaml;

@@ -177,6 +177,7 @@ impl Project {
                 format!("the kexec step {id} ends the target: add the stage that runs after it"),
             ));
         }
+        check_needs(&steps)?;
         let agent_sha256 = if steps.iter().any(|s| s.vm.is_some()) {
             let agent = self.agent_path();
             crate::digest::file_sha256(&agent)
@@ -210,4 +211,47 @@ impl Project {
         names.sort();
         names
     }
+}
+
+/// `needs:` (see docs/design.md, "Plan and cache keys"): which steps come
+/// earlier is known only in a resolved chain, so it is checked here,
+/// pointing at the entry in the step file.
+/// Each step's `needs:` names an earlier step of its own stage, in a host
+/// stage: a guest's root disk holds every earlier output, so a step of a
+/// VM stage cannot see fewer.
+fn check_needs(steps: &[ChainStep]) -> Result<()> {
+    for (index, chain_step) in steps.iter().enumerate() {
+        let step = &chain_step.step;
+        let needs = step.definition.needs.iter().zip(&step.needs_at);
+        for (need, at) in needs {
+            let bad = |message: String| Error::input(&step.path, at.clone(), message);
+            if chain_step.runner != RunnerKind::Host {
+                return Err(bad(format!(
+                    "{}: needs: only steps of host stages may name what they see; in stage \
+                     {:?} (runner {}) a step sees every earlier output on its guest's disk",
+                    chain_step.id, chain_step.stage, chain_step.runner
+                )));
+            }
+            let found = steps.iter().position(|s| s.id == *need);
+            let message = match found {
+                None => format!(
+                    "{}: needs: {need} is not a step of this target",
+                    chain_step.id
+                ),
+                Some(at) if at >= index => format!(
+                    "{}: needs: {need} comes after it in the target; a step can only need \
+                     earlier steps",
+                    chain_step.id
+                ),
+                Some(at) if steps[at].stage != chain_step.stage => format!(
+                    "{}: needs: {need} is in stage {:?}, not in {:?}; a host step sees only \
+                     its own stage's outputs",
+                    chain_step.id, steps[at].stage, chain_step.stage
+                ),
+                Some(_) => continue,
+            };
+            return Err(bad(message));
+        }
+    }
+    Ok(())
 }

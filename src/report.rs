@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::color::{Stream, Style, paint};
+use crate::times::{Eta, human};
 
 /// Progress goes to stderr, in the colours of `crate::color`.
 fn styled(style: Style, text: &str) -> String {
@@ -22,12 +23,16 @@ pub enum Event {
         stage: String,
         runner: String,
     },
-    /// A step begins: `action` is "building", or what an audit does.
+    /// A step begins: `action` is "building", or what an audit does. A run
+    /// says how long the step should take and what is left of the run,
+    /// from earlier builds' times.
     StepStarted {
         index: usize,
         total: usize,
         id: String,
         action: &'static str,
+        expected: Option<Duration>,
+        eta: Option<Eta>,
     },
     /// A step's checkpoint is sound and fits: it is not built.
     StepRestored {
@@ -41,6 +46,17 @@ pub enum Event {
         total: usize,
         id: String,
         elapsed: Duration,
+    },
+    /// A step built again produced what its checkpoint before held: the
+    /// steps after it keep their checkpoints (early cut-off).
+    OutputUnchanged {
+        id: String,
+    },
+    /// `run --only` gave a step another output: `later` see it, and the
+    /// next run builds them again.
+    Invalidates {
+        id: String,
+        later: Vec<String>,
     },
     /// The shared cache gave the step's checkpoint.
     Pulled {
@@ -102,6 +118,20 @@ pub fn short(key: &str) -> &str {
     &key[..key.len().min(12)]
 }
 
+/// What a starting step is expected to take, and what is left of the run:
+/// ` (usually 42.1s; about 5m10s left)`, `+` when some step has no time yet.
+fn timing(expected: Option<Duration>, eta: Option<Eta>) -> String {
+    let left = eta.filter(|e| e.left > Duration::ZERO).map(|e| {
+        let more = if e.unknown > 0 { "+" } else { "" };
+        format!("about {}{more} left", human(e.left))
+    });
+    match (expected.map(|d| format!("usually {}", human(d))), left) {
+        (Some(a), Some(b)) => format!(" ({a}; {b})"),
+        (Some(a), None) | (None, Some(a)) => format!(" ({a})"),
+        (None, None) => String::new(),
+    }
+}
+
 /// An event as a line for people.
 fn line(event: &Event) -> String {
     let warning = |text: String| format!("{} {text}", styled(Style::Warning, "warning:"));
@@ -112,7 +142,13 @@ fn line(event: &Event) -> String {
             total,
             id,
             action,
-        } => format!("{} {id}: {action}", position(*index, *total)),
+            expected,
+            eta,
+        } => format!(
+            "{} {id}: {action}{}",
+            position(*index, *total),
+            timing(*expected, *eta)
+        ),
         Event::StepRestored {
             index,
             total,
@@ -135,6 +171,17 @@ fn line(event: &Event) -> String {
             styled(Style::Good, "built and checkpointed"),
             elapsed.as_secs_f64()
         ),
+        Event::OutputUnchanged { id } => format!(
+            "{id}: {}",
+            styled(Style::Good, "rebuilt, output unchanged: later steps kept")
+        ),
+        Event::Invalidates { id, later } if later.is_empty() => {
+            format!("{id}: its output changed; no later step sees it")
+        }
+        Event::Invalidates { id, later } => warning(format!(
+            "{id}: its output changed, which invalidates {}; run --resume builds them again",
+            later.join(", ")
+        )),
         Event::Pulled { id } => format!("{id}: pulled from the cache"),
         Event::NotPulled { id, why } => warning(format!(
             "{id}: not pulled from the cache ({why}); building it"
@@ -180,6 +227,8 @@ impl Reporter for TerminalReporter {
             total,
             id,
             action,
+            expected,
+            eta,
         } = &event
         {
             if let Some(bar) = self.bar.take() {
@@ -191,7 +240,7 @@ impl Reporter for TerminalReporter {
                     .expect("valid template"),
             );
             bar.set_prefix(position(*index, *total));
-            bar.set_message(format!("{id}: {action}"));
+            bar.set_message(format!("{id}: {action}{}", timing(*expected, *eta)));
             bar.enable_steady_tick(Duration::from_millis(120));
             self.bar = Some(bar);
             return;

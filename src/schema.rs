@@ -86,6 +86,7 @@ fn step() -> Value {
                 }
             },
             "files": names("Files under files/STEP/, copied into the top of the build directory."),
+            "needs": names("The earlier steps of its (host) stage it uses, by id: it sees only their outputs in its sysroot and is rebuilt only when they change. Without it, a step sees every earlier step of its stage."),
             "workdir": text("Where the phases start, relative to the build directory (`.` is the build directory)."),
             "env": {
                 "type": "object",
@@ -272,7 +273,7 @@ mod tests {
             let base = "name: s\nversion: \"1\"\ndescription: d\nbuild: b\n";
             let text = match key.as_str() {
                 "name" | "version" | "description" | "build" => base.to_string(),
-                "sources" | "patches" | "files" => format!("{base}{key}: []\n"),
+                "sources" | "patches" | "files" | "needs" => format!("{base}{key}: []\n"),
                 "env" => format!("{base}env: {{}}\n"),
                 "timeout" => format!("{base}timeout: 5\n"),
                 "kexec" => {

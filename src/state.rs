@@ -23,6 +23,11 @@ pub struct StateDir {
 pub struct Record {
     pub target: String,
     pub steps: BTreeMap<String, RecordedStep>,
+    /// How many times a step's recorded output has changed: each step notes
+    /// the count when its output last changed and when it was keyed, so
+    /// `plan` can name the earlier step whose output invalidated it.
+    #[serde(default)]
+    pub changes: u64,
 }
 
 /// Held for the whole of a run; released when dropped or when the process dies.
@@ -82,7 +87,7 @@ impl StateDir {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record {
                 target: target.to_string(),
-                steps: BTreeMap::new(),
+                ..Record::default()
             }),
             Err(e) => Err(e).io_context(|| format!("reading {}", path.display())),
         }

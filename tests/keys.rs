@@ -42,9 +42,7 @@ fn project(root: &Path) {
 fn inputs(root: &Path) -> stagebuild::plan::KeyInputs {
     let project = Project::open(root).unwrap();
     let chain = project.chain("t", &[]).unwrap();
-    stagebuild::plan::keys(&chain, &project.lock)
-        .remove(0)
-        .inputs
+    stagebuild::plan::Keys::new(&chain, &project.lock).next()
 }
 
 #[test]
@@ -84,7 +82,11 @@ fn every_part_of_a_key_is_pinned_and_the_files_part_follows_the_files() {
     for ((part, actual), (_, want)) in parts.iter().zip(expected) {
         assert_eq!(actual.as_str(), want, "the {part} part of the key moved");
     }
-    assert_eq!(pinned.parent, None);
+    // The first step sees no earlier output: the start of the chain.
+    assert_eq!(
+        pinned.earlier, "fccdf0103afde2570226d607ccecf5f28cd282171fcb9f95c6320efe8739fad3",
+        "the earlier part of the first key moved"
+    );
 
     // An extra file's content moves the files part, and only it.
     write(dir.path(), "files/a/extra.conf", "setting = 2\n");

@@ -159,7 +159,7 @@ mod tests {
                     patches: "p".into(),
                     files: "f".into(),
                     runner: "r".into(),
-                    parent: None,
+                    earlier: String::new(),
                 },
                 manifest_sha256: String::new(),
                 extras: Default::default(),

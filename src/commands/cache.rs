@@ -9,7 +9,6 @@ use crate::cache::config::{self, CacheSettings};
 use crate::cache::remote::Remote;
 use crate::cache::{SharedCache, gc, push, sign};
 use crate::error::{Error, IoContext, Result};
-use crate::plan::Plan;
 use crate::project::Project;
 use crate::report::{self, Reporter, short};
 use crate::state::StateDir;
@@ -157,17 +156,18 @@ pub fn run(paths: &Paths, flag: Option<&str>, command: &CacheCommand) -> Result<
     }
 }
 
-/// The keys of every step of every target of the project, as its files are now.
+/// The keys of every step of every target of the project, as its files are
+/// now: a key covers the outputs before it, which are those of the local
+/// checkpoints (a step without one gives the later keys a stand-in).
 fn referenced_keys(paths: &Paths) -> Result<BTreeSet<String>> {
     let project = Project::open(&paths.project)?;
+    let store = StateDir::new(paths.state.clone()).store();
     let mut keys = BTreeSet::new();
     for target in project.target_names() {
         let chain = project.chain(&target, &[])?;
-        keys.extend(
-            crate::plan::keys(&chain, &project.lock)
-                .into_iter()
-                .map(|p| p.key),
-        );
+        keys.extend(crate::plan::keys_with(&chain, &project.lock, |key| {
+            store.output(key)
+        }));
     }
     Ok(keys)
 }
@@ -245,16 +245,21 @@ fn pull_target(
 ) -> Result<()> {
     let project = Project::open(&paths.project)?;
     let state = StateDir::open(paths.state.clone())?;
-    let plan = Plan::load(&project, &state, target, overrides)?;
+    let chain = project.chain(target, overrides)?;
     let _lock = state.lock(&std::env::args().collect::<Vec<_>>().join(" "))?;
     let store = state.store();
     let remote = open(settings)?;
     let mut reporter = report::for_stderr();
     let (mut pulled, mut failures) = (0, 0);
-    for planned in &plan.steps {
-        let id = planned.id();
-        if store.exists(&planned.key) {
+    // A key covers the outputs before it: each is known once the checkpoint
+    // before it is here, pulled or not.
+    let mut keys = crate::plan::Keys::new(&chain, &project.lock);
+    for chain_step in &chain.steps {
+        let id = &chain_step.id;
+        let key = keys.next().key();
+        if let Some(output) = store.output(&key) {
             reporter.info(&format!("{id}: already here"));
+            keys.produced(&output);
             continue;
         }
         match crate::cache::pull::pull(
@@ -262,7 +267,7 @@ fn pull_target(
             &settings.trusted,
             &store,
             &state.tmp().join("cache"),
-            &planned.key,
+            &key,
         ) {
             Ok(Some(p)) => {
                 pulled += 1;
@@ -279,6 +284,15 @@ fn pull_target(
             Err(why) => {
                 failures += 1;
                 reporter.warn(&format!("{id}: not pulled: {why}"));
+            }
+        }
+        match store.output(&key) {
+            Some(output) => keys.produced(&output),
+            None => {
+                reporter.info(&format!(
+                    "the keys after {id} follow its output, which is not here: they are pulled by `run --resume`"
+                ));
+                break;
             }
         }
     }

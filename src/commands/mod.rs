@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 mod book;
+mod build_times;
 mod cache;
 mod init;
 mod lock;
@@ -69,6 +70,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(&cli, &paths, args),
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status::run(&paths, args),
+        Command::Report(args) => build_times::report(&paths, args),
         Command::Audit(args) => audit(&paths, args, cli.max_unpacked),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
@@ -216,6 +218,8 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         update_checksums: args.update_checksums,
         jobs: args.jobs.unwrap_or_else(cpus),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        until: args.until.clone(),
+        only: args.only.clone(),
     };
     let mut shared = cache::for_run(&paths.project, cli.cache.as_deref(), &state)?;
     let mut no_cache = crate::cache::NoCache;
@@ -294,9 +298,9 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
             };
             println!("stage {} (runner {}{kernel})", row.stage, row.runner);
         }
-        let why = match &row.state {
-            StepState::Invalidated { reasons } => format!(": {}", reasons.join("; ")),
-            _ => String::new(),
+        let why = match row.note {
+            Some(note) => format!(" ({note})"),
+            None => row.state.detail(),
         };
         let jump = match &row.kexec {
             Some(kernel) => {

@@ -36,6 +36,12 @@ pub fn command(cli: &Cli, args: &RunArgs) -> String {
     for (var, value) in &args.target.overrides {
         words.extend(["--set".into(), format!("{var}={value}")]);
     }
+    // A run that stops at a step, or builds one alone, resumes the same way.
+    for (option, step) in [("--until", &args.until), ("--only", &args.only)] {
+        if let Some(step) = step {
+            words.extend([option.to_string(), step.clone()]);
+        }
+    }
     shell::words(&words)
 }
 
@@ -58,6 +64,14 @@ mod tests {
         assert_eq!(
             resume_of(&["stagebuild", "run", "--target", "demo"]),
             "stagebuild run --target demo --resume"
+        );
+        assert_eq!(
+            resume_of(&["stagebuild", "run", "--target", "demo", "--until", "tcc"]),
+            "stagebuild run --target demo --resume --until tcc"
+        );
+        assert_eq!(
+            resume_of(&["stagebuild", "run", "--target", "demo", "--only", "tcc"]),
+            "stagebuild run --target demo --resume --only tcc"
         );
     }
 

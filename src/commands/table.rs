@@ -46,7 +46,7 @@ impl Columns {
 pub fn state_label(state: &StepState) -> String {
     let style = match state {
         StepState::Done => Style::Good,
-        StepState::ToBuild => Style::Note,
+        StepState::ToBuild | StepState::MayBeKept { .. } => Style::Note,
         StepState::Invalidated { .. } => Style::Warning,
     };
     paint(Stream::Stdout, style, state.label())

@@ -42,6 +42,9 @@ pub struct Script {
     pub bad_extras: BTreeSet<String>,
     /// With an audit's variation, a step writes its `TZ` into `out` too.
     pub tz_in_output: BTreeSet<String>,
+    /// For each step run, the first word of each sysroot tree's `share/out`
+    /// (the id of the step that wrote it): what it saw.
+    pub saw: BTreeMap<String, Vec<String>>,
 }
 
 pub struct FakeRunner(pub Rc<RefCell<Script>>);
@@ -65,6 +68,11 @@ impl Runner for FakeRunner {
                 tail: String::new(),
             });
         }
+        let saw = (job.stage_trees().iter())
+            .filter_map(|tree| fs::read_to_string(tree.join("share/out")).ok())
+            .filter_map(|text| text.split_whitespace().next().map(str::to_string))
+            .collect();
+        script.saw.insert(id.clone(), saw);
         crate::fsutil::fresh_dir(&job.work)?;
         let version = &job.planned.chain_step.step.definition.version;
         let mut text = (script.output.get(&id).cloned()).unwrap_or(format!("{id} {version}\n"));
@@ -174,11 +182,32 @@ impl Fixture {
 
     /// Gives step `id` another version, and so another key.
     pub fn edit(&self, id: &str, version: &str) {
+        self.write_step(id, &step_file(id, version));
+    }
+
+    /// Writes step `id`'s file as `text`.
+    pub fn write_step(&self, id: &str, text: &str) {
         let path = self.project().join(format!("steps/{id}.yaml"));
-        fs::write(path, step_file(id, version)).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// Makes the target's one stage these steps, in order.
+    pub fn set_steps(&self, ids: &[&str]) {
+        let path = self.project().join("steps/targets/t.yaml");
+        let text = format!(
+            "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    \
+             runner: host\n    steps: [{}]\n",
+            ids.join(", ")
+        );
+        fs::write(path, text).unwrap();
     }
 
     pub fn run(&self, how: &[&str]) -> Ran {
+        self.run_scoped(how, None, None)
+    }
+
+    /// A run with `--until` or `--only` a step.
+    pub fn run_scoped(&self, how: &[&str], until: Option<&str>, only: Option<&str>) -> Ran {
         let opts = RunOptions {
             target: "t".into(),
             overrides: Vec::new(),
@@ -187,6 +216,8 @@ impl Fixture {
             jobs: 1,
             update_checksums: how.contains(&"update-checksums"),
             command: "engine test".into(),
+            until: until.map(str::to_string),
+            only: only.map(str::to_string),
         };
         let project = Project::open(&self.project()).unwrap();
         let state = self.state();
@@ -265,6 +296,6 @@ pub fn names_in(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn step_file(id: &str, version: &str) -> String {
+pub fn step_file(id: &str, version: &str) -> String {
     format!("name: {id}\nversion: \"{version}\"\ndescription: Step {id}.\nbuild: |\n  true\n")
 }

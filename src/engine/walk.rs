@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::Engine;
+use super::forecast::Forecast;
+use super::scope::Scope;
 use crate::checkpoint::{Built, Checkpoint, Corrupt, Meta};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, PlannedStep};
+use crate::plan::{Keys, Plan, PlannedStep};
 use crate::report::{Event, Unusable};
 use crate::runner::{Earlier, StepJob, Variation};
 use crate::target::RunnerKind;
@@ -17,9 +19,15 @@ use crate::target::RunnerKind;
 /// What a walk does with each step.
 pub enum Walk<'w> {
     /// `run`: a step whose checkpoint is sound and fits the steps before it
-    /// is restored (with `pull`, one the shared cache gives too); any other
-    /// is built and committed.
-    Run { jobs: usize, pull: bool },
+    /// is restored (with `restore`; with `pull`, one the shared cache gives
+    /// too); any other is built and committed. `scope` says which steps.
+    Run {
+        jobs: usize,
+        pull: bool,
+        restore: bool,
+        scope: Scope,
+        forecast: &'w Forecast,
+    },
     /// `audit`: each step of a runner in `kinds` is rebuilt under
     /// `variation`, in scratch under `dir`, beside its checkpoint, which must
     /// be there and sound. Nothing is committed, discarded or pulled.
@@ -70,23 +78,55 @@ impl<'a> Engine<'a> {
     ) -> Result<()> {
         let mut earlier: Vec<Earlier> = Vec::new();
         let mut stage = None;
-        for planned in &plan.steps {
+        // The keys the plan shows may assume outputs; these follow the real ones.
+        let mut keys = Keys::new(&plan.chain, &self.project.lock);
+        let scope = match walk {
+            Walk::Run { scope, .. } => *scope,
+            Walk::Audit { .. } => Scope::All,
+        };
+        for ahead in &plan.steps[..scope.steps(plan.steps.len())] {
+            let inputs = keys.next();
+            let resolved = PlannedStep {
+                key: inputs.key(),
+                inputs,
+                assumes: None,
+                ..ahead.clone()
+            };
+            let planned = &resolved;
             let chain_step = &planned.chain_step;
-            if stage != Some(&chain_step.stage) {
-                stage = Some(&chain_step.stage);
+            if stage.as_ref() != Some(&chain_step.stage) {
+                stage = Some(chain_step.stage.clone());
                 let runner = self.runners.for_kind(chain_step.runner)?.name();
                 self.reporter.event(Event::StageStarted {
                     stage: chain_step.stage.clone(),
                     runner,
                 });
             }
-            let outcome = match walk {
-                Walk::Run { pull, .. } => {
-                    self.restore_or_build(plan, planned, &earlier, walk, *pull)?
+            let outcome = match (walk, scope) {
+                (Walk::Run { .. }, Scope::Only(only)) if planned.index < only => {
+                    self.restore_before_only(plan, planned, &earlier)?
                 }
-                Walk::Audit { kinds, .. } => self.rebuild(plan, planned, &earlier, walk, kinds)?,
+                (Walk::Run { .. }, Scope::Only(_)) => {
+                    let later = (planned.index + 1..keys.len())
+                        .filter(|&j| keys.sees_step(j, planned.index))
+                        .map(|j| plan.steps[j].id().to_string())
+                        .collect();
+                    self.build_only(plan, planned, &earlier, walk, later)?
+                }
+                (Walk::Run { pull, restore, .. }, _) => self.restore_or_build(
+                    plan,
+                    planned,
+                    &earlier,
+                    walk,
+                    *restore && *pull,
+                    *restore,
+                )?,
+                (Walk::Audit { kinds, .. }, _) => {
+                    self.rebuild(plan, planned, &earlier, walk, kinds)?
+                }
             };
             each(self, planned, &outcome)?;
+            keys.produced(&outcome.checkpoint().meta.manifest_sha256);
             earlier.push(Earlier::new(chain_step, outcome.checkpoint().dir.clone()));
         }
         Ok(())
@@ -99,9 +139,14 @@ impl<'a> Engine<'a> {
         earlier: &[Earlier],
         walk: &Walk,
         pull: bool,
+        restore: bool,
     ) -> Result<Outcome> {
         let (index, total, id) = (planned.index, plan.steps.len(), planned.id());
-        if let Some(checkpoint) = self.restore(planned, earlier, pull)? {
+        let restored = match restore {
+            true => self.restore(planned, earlier, pull)?,
+            false => None,
+        };
+        if let Some(checkpoint) = restored {
             self.reporter.event(Event::StepRestored {
                 index,
                 total,
@@ -112,14 +157,9 @@ impl<'a> Engine<'a> {
         }
         let started = Instant::now();
         let job = self.job(plan, planned, earlier, walk)?;
-        self.build(&job, total, "building")?;
+        self.build(&job, walk, total, "building")?;
         let checkpoint = self.commit(&job, started)?;
-        self.reporter.event(Event::StepBuilt {
-            index,
-            total,
-            id: id.to_string(),
-            elapsed: started.elapsed(),
-        });
+        self.built_event(plan, planned, started);
         Ok(Outcome::Built(checkpoint))
     }
 
@@ -136,7 +176,7 @@ impl<'a> Engine<'a> {
             return Ok(Outcome::NotRebuilt(checkpoint));
         }
         let job = self.job(plan, planned, earlier, walk)?;
-        let failed = match self.build(&job, plan.steps.len(), REBUILDING) {
+        let failed = match self.build(&job, walk, plan.steps.len(), REBUILDING) {
             Ok(()) => None,
             Err(e @ Error::Interrupted { .. }) => return Err(e),
             Err(e) => Some(e),
@@ -148,11 +188,21 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Tells the reporter a step was built and checkpointed.
+    pub(super) fn built_event(&mut self, plan: &Plan, planned: &PlannedStep, started: Instant) {
+        self.reporter.event(Event::StepBuilt {
+            index: planned.index,
+            total: plan.steps.len(),
+            id: planned.id().to_string(),
+            elapsed: started.elapsed(),
+        });
+    }
+
     /// The step's checkpoint, when the store has a sound one that fits the
     /// steps before it (with `pull`, after asking the shared cache for one
     /// the store lacks). One that is damaged or does not fit is discarded,
     /// and the step is built.
-    fn restore(
+    pub(super) fn restore(
         &mut self,
         planned: &PlannedStep,
         earlier: &[Earlier],
@@ -210,7 +260,7 @@ impl<'a> Engine<'a> {
     /// What the step's runner gets: a run builds in the state's work
     /// directory and logs to the target's log; an audit keeps both under
     /// its own directory and varies the environment.
-    fn job<'p>(
+    pub(super) fn job<'p>(
         &self,
         plan: &Plan,
         planned: &'p PlannedStep,
@@ -250,19 +300,38 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs the step's runner; on success its output is in `job.out()`.
-    fn build(&mut self, job: &StepJob, total: usize, action: &'static str) -> Result<()> {
+    pub(super) fn build(
+        &mut self,
+        job: &StepJob,
+        walk: &Walk,
+        total: usize,
+        action: &'static str,
+    ) -> Result<()> {
+        let (index, id) = (job.planned.index, job.planned.id());
+        let (expected, eta) = match walk {
+            Walk::Run {
+                forecast, scope, ..
+            } => {
+                let last = scope.steps(total).saturating_sub(1);
+                let (expected, eta) = forecast.at(index, last, id, &job.planned.key);
+                (expected, Some(eta))
+            }
+            Walk::Audit { .. } => (None, None),
+        };
         self.reporter.event(Event::StepStarted {
-            index: job.planned.index,
+            index,
             total,
-            id: job.planned.id().to_string(),
+            id: id.to_string(),
             action,
+            expected,
+            eta,
         });
         (self.runners.for_kind(job.planned.chain_step.runner)?).run(job, &self.cancel)
     }
 
     /// Commits what the runner left in `job.out()` (and `job.extras()`)
     /// under the step's key, then removes its scratch.
-    fn commit(&mut self, job: &StepJob, started: Instant) -> Result<Checkpoint> {
+    pub(super) fn commit(&mut self, job: &StepJob, started: Instant) -> Result<Checkpoint> {
         let planned = job.planned;
         let chain_step = &planned.chain_step;
         let definition = &chain_step.step.definition;

@@ -131,6 +131,36 @@ pub enum Error {
     /// A checkpoint an audit compares with is gone or damaged.
     #[error("the checkpoint of {step} {problem}; rebuild it with run --resume")]
     CheckpointUnusable { step: String, problem: String },
+
+    // Added with `run --until` and `run --only`.
+    /// `--until` or `--only` names a step the target does not have.
+    #[error("{option} {step}: target {target} has no step {step} (its steps: {known})")]
+    UnknownStep {
+        option: &'static str,
+        step: String,
+        target: String,
+        known: String,
+    },
+    /// `run --only STEP` needs a checkpoint of every step before it, under
+    /// its current key.
+    #[error(
+        "--only {step} rebuilds it against the checkpoints before it, but {missing} has none \
+         under its current key ({state}); build up to it first with --resume --until {missing}"
+    )]
+    NotCheckpointed {
+        step: String,
+        missing: String,
+        state: String,
+    },
+    /// `run --only STEP` rebuilt the step under the key it already had, and
+    /// got another output: the checkpoint is kept, since replacing it would
+    /// invalidate the steps after it.
+    #[error(
+        "--only {step}: its rebuilt output differs from its checkpoint under the same key; the \
+         checkpoint is kept, since replacing it would invalidate {}",
+        if later.is_empty() { "nothing after it".to_string() } else { later.join(", ") }
+    )]
+    WouldInvalidate { step: String, later: Vec<String> },
 }
 
 impl Error {
@@ -140,9 +170,13 @@ impl Error {
             | Error::Checksum { .. }
             | Error::Usage(_)
             | Error::MirrorIncomplete { .. }
-            | Error::CorruptState { .. } => exit::BAD_INPUT,
+            | Error::CorruptState { .. }
+            | Error::UnknownStep { .. }
+            | Error::NotCheckpointed { .. } => exit::BAD_INPUT,
             Error::Interrupted { .. } => exit::INTERRUPTED,
-            Error::OutputsDiffer { .. } | Error::NotReproducible { .. } => exit::OUTPUTS_DIFFER,
+            Error::OutputsDiffer { .. }
+            | Error::NotReproducible { .. }
+            | Error::WouldInvalidate { .. } => exit::OUTPUTS_DIFFER,
             Error::Resumable { inner, .. } => inner.exit_code(),
             Error::StepFailed { .. }
             | Error::Vm { .. }
@@ -177,7 +211,10 @@ impl Error {
             | Error::MirrorIncomplete { .. }
             | Error::CorruptState { .. }
             | Error::OutputsDiffer { .. }
-            | Error::NotReproducible { .. } => false,
+            | Error::NotReproducible { .. }
+            | Error::UnknownStep { .. }
+            | Error::NotCheckpointed { .. }
+            | Error::WouldInvalidate { .. } => false,
             // Already says how.
             Error::Resumable { .. } | Error::CheckpointUnusable { .. } => false,
         }

@@ -1,5 +1,12 @@
 //! Each step's cache key and what it is made of. Pure logic: no disk, no
 //! processes.
+//!
+//! A key covers the step's own inputs and what the earlier steps it sees
+//! produced (their output manifests' digests), never how those were asked
+//! to produce it: a rebuilt step whose output is unchanged leaves every
+//! later key as it was (early cut-off). So a key is known only once the
+//! outputs before it are; [`Keys`] computes them in chain order, one output
+//! at a time.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,13 +28,20 @@ pub struct KeyInputs {
     pub files: String,
     /// The runner kind and settings, the stage and SOURCE_DATE_EPOCH.
     pub runner: String,
-    /// The key of the step before it in the chain.
-    pub parent: Option<String>,
+    /// What the earlier steps it sees produced: for a step without `needs:`,
+    /// every step before it, chained ([`Keys`]); with `needs:`, those steps.
+    /// Empty in records of stagebuild before early cut-off, whose keys
+    /// chained on the key of the step before (`parent`, no longer read).
+    #[serde(default)]
+    pub earlier: String,
 }
+
+/// The version of the key derivation; 2 since keys chain on outputs.
+const KEY_VERSION: u32 = 2;
 
 impl KeyInputs {
     pub fn key(&self) -> String {
-        canonical_sha256(&("stagebuild-step-key", 1, self))
+        canonical_sha256(&("stagebuild-step-key", KEY_VERSION, self))
     }
 }
 
@@ -37,6 +51,10 @@ pub struct PlannedStep {
     pub chain_step: ChainStep,
     pub inputs: KeyInputs,
     pub key: String,
+    /// The first earlier step, still to be built, whose output this key
+    /// assumes: the output its record names, or, when it has none, a stand-in
+    /// (the key is then only a placeholder). `None`: the key is certain.
+    pub assumes: Option<String>,
 }
 
 impl PlannedStep {
@@ -45,83 +63,198 @@ impl PlannedStep {
     }
 }
 
-/// Computes every step's cache key, in chain order.
-pub fn keys(chain: &Chain, lock: &Lock) -> Vec<PlannedStep> {
-    let mut parent: Option<String> = None;
-    let mut planned = Vec::with_capacity(chain.steps.len());
-    for (index, chain_step) in chain.steps.iter().enumerate() {
-        let step = &chain_step.step;
-        let sources: Vec<(&str, &str)> = step
-            .definition
-            .sources
+/// The earlier steps a step sees: all before it, or those its `needs:`
+/// names (their positions in the chain, ascending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sees {
+    All,
+    Needs(Vec<usize>),
+}
+
+/// The keys of a chain, computed step by step as each step's output becomes
+/// known.
+pub struct Keys {
+    ids: Vec<String>,
+    own: Vec<KeyInputs>,
+    sees: Vec<Sees>,
+    /// `folds[i]`: the digest of the outputs of steps `0..i`, chained.
+    folds: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Keys {
+    pub fn new(chain: &Chain, lock: &Lock) -> Keys {
+        let ids: Vec<String> = chain.steps.iter().map(|s| s.id.clone()).collect();
+        let sees = chain
+            .steps
             .iter()
-            .map(|name| {
-                let entry = lock
-                    .get(name)
-                    .expect("step sources were checked against the lock");
-                (name.as_str(), entry.sha256.as_str())
+            .map(|s| match &s.step.definition.needs[..] {
+                [] => Sees::All,
+                needs => {
+                    let mut at: Vec<usize> = needs
+                        .iter()
+                        .filter_map(|n| ids.iter().position(|id| id == n))
+                        .collect();
+                    at.sort_unstable();
+                    Sees::Needs(at)
+                }
             })
             .collect();
-        let named = |files: &[crate::step::ProjectFile]| -> Vec<(String, String)> {
-            files
+        Keys {
+            own: chain
+                .steps
                 .iter()
-                .map(|f| (f.file.clone(), f.sha256.clone()))
-                .collect()
-        };
-        let inputs = KeyInputs {
-            definition: canonical_sha256(&(&step.definition, chain_step.pass)),
-            sources: canonical_sha256(&sources),
-            patches: canonical_sha256(&named(&step.patches)),
-            files: canonical_sha256(&named(&step.files)),
-            runner: canonical_sha256(&(
-                chain_step.runner,
-                &chain_step.stage,
-                chain.target.source_date_epoch,
-                &chain_step.vm,
-                chain_step.vm.as_ref().map(|_| &chain.agent_sha256),
-            )),
-            parent: parent.clone(),
-        };
-        let key = inputs.key();
-        parent = Some(key.clone());
-        planned.push(PlannedStep {
-            index,
-            chain_step: chain_step.clone(),
-            inputs,
-            key,
-        });
+                .map(|s| own_inputs(chain, s, lock))
+                .collect(),
+            ids,
+            sees,
+            folds: vec![canonical_sha256(&("stagebuild-earlier", ()))],
+            outputs: Vec::new(),
+        }
     }
-    planned
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// How many outputs are known: the step whose key is next.
+    pub fn known(&self) -> usize {
+        self.outputs.len()
+    }
+
+    pub fn sees(&self, index: usize) -> &Sees {
+        &self.sees[index]
+    }
+
+    /// Whether step `later` sees step `earlier`'s output directly.
+    pub fn sees_step(&self, later: usize, earlier: usize) -> bool {
+        earlier < later
+            && match &self.sees[later] {
+                Sees::All => true,
+                Sees::Needs(at) => at.contains(&earlier),
+            }
+    }
+
+    /// The key inputs of the next step, from the outputs given so far.
+    pub fn next(&self) -> KeyInputs {
+        let index = self.outputs.len();
+        let earlier = match &self.sees[index] {
+            Sees::All => self.folds[index].clone(),
+            Sees::Needs(at) => canonical_sha256(&(
+                "stagebuild-needs",
+                at.iter()
+                    .map(|&i| (&self.ids[i], &self.outputs[i]))
+                    .collect::<Vec<_>>(),
+            )),
+        };
+        KeyInputs {
+            earlier,
+            ..self.own[index].clone()
+        }
+    }
+
+    /// The output given for step `index`.
+    pub fn output(&self, index: usize) -> &str {
+        &self.outputs[index]
+    }
+
+    /// The next step produced `output` (its manifest's sha256).
+    pub fn produced(&mut self, output: &str) {
+        let index = self.outputs.len();
+        let fold = canonical_sha256(&(
+            "stagebuild-earlier",
+            &self.folds[index],
+            &self.ids[index],
+            output,
+        ));
+        self.folds.push(fold);
+        self.outputs.push(output.to_string());
+    }
+}
+
+/// The parts of a step's key that are its own: everything but `earlier`.
+fn own_inputs(chain: &Chain, chain_step: &ChainStep, lock: &Lock) -> KeyInputs {
+    let step = &chain_step.step;
+    let sources: Vec<(&str, &str)> = step
+        .definition
+        .sources
+        .iter()
+        .map(|name| {
+            let entry = lock
+                .get(name)
+                .expect("step sources were checked against the lock");
+            (name.as_str(), entry.sha256.as_str())
+        })
+        .collect();
+    let named = |files: &[crate::step::ProjectFile]| -> Vec<(String, String)> {
+        files
+            .iter()
+            .map(|f| (f.file.clone(), f.sha256.clone()))
+            .collect()
+    };
+    KeyInputs {
+        definition: canonical_sha256(&(&step.definition, chain_step.pass)),
+        sources: canonical_sha256(&sources),
+        patches: canonical_sha256(&named(&step.patches)),
+        files: canonical_sha256(&named(&step.files)),
+        runner: canonical_sha256(&(
+            chain_step.runner,
+            &chain_step.stage,
+            chain.target.source_date_epoch,
+            &chain_step.vm,
+            chain_step.vm.as_ref().map(|_| &chain.agent_sha256),
+        )),
+        earlier: String::new(),
+    }
+}
+
+/// Every step's key when each step produces what `output_of` gives for its
+/// key (`None`: not built; later keys then take a stand-in). For tests and
+/// for listing what a project references.
+pub fn keys_with(
+    chain: &Chain,
+    lock: &Lock,
+    output_of: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut keys = Keys::new(chain, lock);
+    let mut out = Vec::with_capacity(keys.len());
+    while keys.known() < keys.len() {
+        let key = keys.next().key();
+        keys.produced(&output_of(&key).unwrap_or_default());
+        out.push(key);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn inputs(def: &str, parent: Option<&str>) -> KeyInputs {
+    fn inputs(def: &str, earlier: &str) -> KeyInputs {
         KeyInputs {
             definition: def.into(),
             sources: "s".into(),
             patches: "p".into(),
             files: "f".into(),
             runner: "r".into(),
-            parent: parent.map(str::to_string),
+            earlier: earlier.into(),
         }
     }
 
     #[test]
     fn keys_are_stable_and_depend_on_every_input() {
-        let base = inputs("d", Some("p"));
+        let base = inputs("d", "e");
         // A fixed value: if this changes, every user's checkpoints are invalidated.
         assert_eq!(
             base.key(),
-            "34692ef5b8cf316ac1053694d725bcb735fe6baaac5e5b54311530d5daaa51df"
+            "852339eae718487108b8165fac8c4cbc3223891558ca84ef51389729bfb7edd0"
         );
         for changed in [
-            KeyInputs {
-                definition: "x".into(),
-                ..base.clone()
-            },
+            inputs("x", "e"),
             KeyInputs {
                 sources: "x".into(),
                 ..base.clone()
@@ -138,10 +271,7 @@ mod tests {
                 runner: "x".into(),
                 ..base.clone()
             },
-            KeyInputs {
-                parent: None,
-                ..base.clone()
-            },
+            inputs("d", "x"),
         ] {
             assert_ne!(changed.key(), base.key());
         }
@@ -150,8 +280,8 @@ mod tests {
 
 /// Literal keys of a real project on disk, through the real loaders: any
 /// change to how a key is derived (normalisation, any of its parts, the
-/// chaining) changes one of these, and would invalidate every user's
-/// checkpoints, so it must be deliberate.
+/// chaining on outputs) changes one of these, and would invalidate every
+/// user's checkpoints, so it must be deliberate.
 #[cfg(test)]
 mod pinned_keys {
     use std::fs;
@@ -194,23 +324,21 @@ mod pinned_keys {
             "name: t\nsource_date_epoch: 1672531200\nstages:\n  - name: host\n    \
              runner: host\n    steps: [a, b]\n",
         );
+        // a's output is always the same manifest: b's key follows a's output only.
         let keys = || {
             let project = Project::open(root).unwrap();
             let chain = project.chain("t", &[]).unwrap();
-            super::keys(&chain, &project.lock)
-                .into_iter()
-                .map(|p| p.key)
-                .collect::<Vec<_>>()
+            super::keys_with(&chain, &project.lock, |_| Some("out-a".into()))
         };
         let pinned = keys();
         assert_eq!(
             pinned,
             [
-                "c8634b7400700f85f62db4b54be7cfdf9a9b8dd8e603ff9e56cfdb9f21aed2da".to_string(),
-                "5fab84d9c131136ed10366320203812b666dee64c21fa2370c6b6464421f3400".to_string(),
+                "0a905e22e6ff2dd76459e2e6550408b921e6a7fd3412e4315b6d79f225a88f49".to_string(),
+                "a6920360ec52201f6d38ec7671383043d44b020fc67a18b8136c59e42a4cd80c".to_string(),
             ]
         );
-        // Each input moves the first key, and through the parent the second.
+        // Each input moves the first key, and, its output unchanged, not the second.
         for (rel, text) in [
             ("files/a/extra.conf", "setting = 2\n"),
             ("patches/a/fix.patch", "--- a/y\n+++ b/y\n"),
@@ -219,9 +347,15 @@ mod pinned_keys {
             write(root, rel, text);
             let moved = keys();
             assert_ne!(moved[0], pinned[0], "{rel}");
-            assert_ne!(moved[1], pinned[1], "{rel}");
+            assert_eq!(moved[1], pinned[1], "{rel}");
             write(root, rel, &before);
         }
         assert_eq!(keys(), pinned);
+        // Another output of a moves b's key.
+        let project = Project::open(root).unwrap();
+        let chain = project.chain("t", &[]).unwrap();
+        let other = super::keys_with(&chain, &project.lock, |_| Some("out-a2".into()));
+        assert_eq!(other[0], pinned[0]);
+        assert_ne!(other[1], pinned[1]);
     }
 }

@@ -1,17 +1,41 @@
 //! The state of each planned step, and why a step must be built again.
 //! Pure logic: no disk, no processes.
+//!
+//! A key is known only once the outputs before it are ([`super::keys`]), so
+//! a plan walks the chain as a run would: a step with a checkpoint under its
+//! key produced that checkpoint's output; one still to build is assumed to
+//! produce what its record says it produced last time, so that the steps
+//! after it can be shown as kept if it does.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::{KeyInputs, PlannedStep};
+use super::keys::{KeyInputs, Keys, PlannedStep, Sees};
+use crate::lock::Lock;
+use crate::project::Chain;
 
 /// What the state directory last recorded for a step of a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedStep {
     pub key: String,
     pub inputs: KeyInputs,
+    /// The sha256 of its checkpoint's manifest: what it produced. Absent in
+    /// records of stagebuild before early cut-off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The last run built it again and its output was the one before: the
+    /// steps after it kept their checkpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    /// The record's count of output changes ([`crate::state::Record`]) when
+    /// this step's output last changed, and when its key was computed: an
+    /// earlier step that changed after this one was keyed is why it is not
+    /// valid.
+    #[serde(default)]
+    pub changed_at: u64,
+    #[serde(default)]
+    pub keyed_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +47,9 @@ pub enum StepState {
     ToBuild,
     /// Built before, but an input changed (or its checkpoint is gone).
     Invalidated { reasons: Vec<String> },
+    /// Its key waits on the output of `if_unchanged`, an earlier step to
+    /// be built: if that output is what it was, this checkpoint is kept.
+    MayBeKept { if_unchanged: String },
 }
 
 impl StepState {
@@ -31,192 +58,141 @@ impl StepState {
             StepState::Done => "done",
             StepState::ToBuild => "to build",
             StepState::Invalidated { .. } => "invalidated",
+            StepState::MayBeKept { .. } => "may be kept",
+        }
+    }
+
+    /// What follows the label in `plan`: the reasons, or the condition.
+    pub fn detail(&self) -> String {
+        match self {
+            StepState::Invalidated { reasons } => format!(": {}", reasons.join("; ")),
+            StepState::MayBeKept { if_unchanged } => {
+                format!(": kept if the output of {if_unchanged} is unchanged")
+            }
+            StepState::Done | StepState::ToBuild => String::new(),
         }
     }
 }
 
-/// The state of each planned step, given what was recorded and which
-/// checkpoints exist.
-pub fn states(
-    planned: &[PlannedStep],
+/// Each step's key and state, given what was recorded and `output_of`, the
+/// output (manifest sha256) of the checkpoint under a key, if there is one.
+pub fn plan_steps(
+    chain: &Chain,
+    lock: &Lock,
     record: &BTreeMap<String, RecordedStep>,
-    has_checkpoint: impl Fn(&str) -> bool,
-) -> Vec<StepState> {
-    let mut out = Vec::with_capacity(planned.len());
-    // The first earlier step whose key differs from its record: the reason its
-    // successors' parent keys changed.
-    let mut first_changed: Option<&str> = None;
-    for step in planned {
-        let recorded = record.get(step.id());
-        let key_changed = recorded.is_none_or(|r| r.key != step.key);
-        let state = if has_checkpoint(&step.key) {
-            StepState::Done
-        } else {
-            match recorded {
-                None => StepState::ToBuild,
-                Some(r) if r.key == step.key => StepState::Invalidated {
-                    reasons: vec!["its checkpoint is missing".into()],
-                },
-                Some(r) => StepState::Invalidated {
-                    reasons: reasons(&r.inputs, &step.inputs, first_changed),
-                },
+    output_of: impl Fn(&str) -> Option<String>,
+) -> (Vec<PlannedStep>, Vec<StepState>) {
+    let mut keys = Keys::new(chain, lock);
+    let mut planned = Vec::with_capacity(keys.len());
+    let mut states = Vec::with_capacity(keys.len());
+    // For each step so far: the first step still to build its output waits on.
+    let mut waits: Vec<Option<String>> = Vec::with_capacity(keys.len());
+    let mut first_wait: Option<String> = None;
+    for (index, chain_step) in chain.steps.iter().enumerate() {
+        let inputs = keys.next();
+        let key = inputs.key();
+        let assumes = match keys.sees(index) {
+            Sees::All => first_wait.clone(),
+            Sees::Needs(at) => at.iter().find_map(|&i| waits[i].clone()),
+        };
+        let id = chain_step.id.as_str();
+        let recorded = record.get(id);
+        let (state, output, wait) = match output_of(&key) {
+            Some(output) => {
+                let state = match &assumes {
+                    None => StepState::Done,
+                    Some(step) => StepState::MayBeKept {
+                        if_unchanged: step.clone(),
+                    },
+                };
+                (state, output, assumes.clone())
+            }
+            None => {
+                let state = match recorded {
+                    None => StepState::ToBuild,
+                    Some(r) if r.key == key => StepState::Invalidated {
+                        reasons: vec!["its checkpoint is missing".into()],
+                    },
+                    Some(r) => StepState::Invalidated {
+                        reasons: reasons(r, &inputs, index, &keys, chain, record),
+                    },
+                };
+                let output = recorded.and_then(|r| r.output.clone());
+                (state, output.unwrap_or_default(), Some(id.to_string()))
             }
         };
-        if key_changed && first_changed.is_none() {
-            first_changed = Some(step.id());
+        if first_wait.is_none() {
+            first_wait = wait.clone();
         }
-        out.push(state);
+        waits.push(wait);
+        keys.produced(&output);
+        planned.push(PlannedStep {
+            index,
+            chain_step: chain_step.clone(),
+            inputs,
+            key,
+            assumes,
+        });
+        states.push(state);
     }
-    out
+    (planned, states)
 }
 
-fn reasons(old: &KeyInputs, new: &KeyInputs, first_changed: Option<&str>) -> Vec<String> {
+fn reasons(
+    recorded: &RecordedStep,
+    new: &KeyInputs,
+    index: usize,
+    keys: &Keys,
+    chain: &Chain,
+    record: &BTreeMap<String, RecordedStep>,
+) -> Vec<String> {
+    let (old, keyed_at) = (&recorded.inputs, recorded.keyed_at);
     let mut reasons = Vec::new();
-    if old.definition != new.definition {
-        reasons.push("its step file changed".to_string());
+    for (old, new, what) in [
+        (&old.definition, &new.definition, "its step file changed"),
+        (&old.sources, &new.sources, "its sources changed"),
+        (&old.patches, &new.patches, "its patches changed"),
+        (&old.files, &new.files, "its files changed"),
+        (&old.runner, &new.runner, "its runner settings changed"),
+    ] {
+        if old != new {
+            reasons.push(what.to_string());
+        }
     }
-    if old.sources != new.sources {
-        reasons.push("its sources changed".to_string());
-    }
-    if old.patches != new.patches {
-        reasons.push("its patches changed".to_string());
-    }
-    if old.files != new.files {
-        reasons.push("its files changed".to_string());
-    }
-    if old.runner != new.runner {
-        reasons.push("its runner settings changed".to_string());
-    }
-    if old.parent != new.parent {
-        reasons.push(match first_changed {
-            Some(id) => format!("an earlier step changed ({id})"),
-            None => "an earlier step changed".to_string(),
-        });
+    if old.earlier != new.earlier {
+        reasons.push(earlier_reason(old, keyed_at, index, keys, chain, record));
     }
     reasons
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::project::ChainStep;
-
-    fn inputs(def: &str, parent: Option<&str>) -> KeyInputs {
-        KeyInputs {
-            definition: def.into(),
-            sources: "s".into(),
-            patches: "p".into(),
-            files: "f".into(),
-            runner: "r".into(),
-            parent: parent.map(str::to_string),
+/// Why what a step sees of the earlier steps changed: the first of them that
+/// is new, whose output changed after this step was keyed, or that produces
+/// something else than its record says.
+fn earlier_reason(
+    old: &KeyInputs,
+    keyed_at: u64,
+    index: usize,
+    keys: &Keys,
+    chain: &Chain,
+    record: &BTreeMap<String, RecordedStep>,
+) -> String {
+    if old.earlier.is_empty() {
+        return "recorded by an older stagebuild, whose keys chained on the step before".into();
+    }
+    let seen = (0..index).filter(|&j| keys.sees_step(index, j));
+    for j in seen {
+        let id = &chain.steps[j].id;
+        match record.get(id) {
+            None => return format!("{id}, before it, is new"),
+            Some(r) if r.changed_at > keyed_at || r.output.as_deref() != Some(keys.output(j)) => {
+                return format!("the output of {id} changed");
+            }
+            Some(_) => {}
         }
     }
-
-    fn chain_step(id: &str) -> ChainStep {
-        let step = crate::step::Step {
-            path: format!("{id}.yaml").into(),
-            description: String::new(),
-            prose: Default::default(),
-            definition: crate::step::Definition {
-                name: id.into(),
-                version: "1".into(),
-                sources: vec![],
-                unpack: Default::default(),
-                patches: vec![],
-                files: vec![],
-                workdir: None,
-                env: Default::default(),
-                configure: None,
-                build: Some("true".into()),
-                kexec: None,
-                install: None,
-                timeout: None,
-            },
-            patches: vec![],
-            files: vec![],
-        };
-        ChainStep {
-            id: id.into(),
-            stage: "host".into(),
-            runner: crate::target::RunnerKind::Host,
-            vm: None,
-            pass: None,
-            step: std::sync::Arc::new(step),
-        }
-    }
-
-    /// A three-step chain whose definitions are given; keys chain through parents.
-    fn plan(defs: [&str; 3]) -> Vec<PlannedStep> {
-        let mut parent = None;
-        ["a", "b", "c"]
-            .iter()
-            .zip(defs)
-            .enumerate()
-            .map(|(index, (id, def))| {
-                let inputs = inputs(def, parent.as_deref());
-                let key = inputs.key();
-                parent = Some(key.clone());
-                PlannedStep {
-                    index,
-                    chain_step: chain_step(id),
-                    inputs,
-                    key,
-                }
-            })
-            .collect()
-    }
-
-    fn record(planned: &[PlannedStep]) -> BTreeMap<String, RecordedStep> {
-        planned
-            .iter()
-            .map(|p| {
-                (
-                    p.id().to_string(),
-                    RecordedStep {
-                        key: p.key.clone(),
-                        inputs: p.inputs.clone(),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn an_edit_invalidates_the_step_and_its_successors_only() {
-        let built = plan(["1", "1", "1"]);
-        let existing: Vec<String> = built.iter().map(|p| p.key.clone()).collect();
-        let edited = plan(["1", "2", "1"]);
-        let states = states(&edited, &record(&built), |k| {
-            existing.iter().any(|e| e == k)
-        });
-        assert_eq!(states[0], StepState::Done);
-        assert_eq!(
-            states[1],
-            StepState::Invalidated {
-                reasons: vec!["its step file changed".into()]
-            }
-        );
-        assert_eq!(
-            states[2],
-            StepState::Invalidated {
-                reasons: vec!["an earlier step changed (b)".into()]
-            }
-        );
-    }
-
-    #[test]
-    fn unbuilt_steps_are_to_build_and_lost_checkpoints_are_named() {
-        let built = plan(["1", "1", "1"]);
-        let states_new = states(&built, &BTreeMap::new(), |_| false);
-        assert!(states_new.iter().all(|s| *s == StepState::ToBuild));
-        let first = built[0].key.clone();
-        let states_lost = states(&built, &record(&built), |k| k == first);
-        assert_eq!(states_lost[0], StepState::Done);
-        assert_eq!(
-            states_lost[1],
-            StepState::Invalidated {
-                reasons: vec!["its checkpoint is missing".into()]
-            }
-        );
-    }
+    "the steps before it changed".into()
 }
+
+#[cfg(test)]
+#[path = "states_tests.rs"]
+mod tests;

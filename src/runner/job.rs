@@ -82,12 +82,14 @@ impl StepJob<'_> {
         self.work.join("extras")
     }
 
-    /// The output trees of the earlier steps of this step's stage, in order.
+    /// The output trees of the earlier steps of this step's stage, in
+    /// order: all of them, or those its `needs:` names.
     pub fn stage_trees(&self) -> Vec<PathBuf> {
         let stage = &self.planned.chain_step.stage;
+        let needs = &self.planned.chain_step.step.definition.needs;
         self.earlier
             .iter()
-            .filter(|e| &e.stage == stage)
+            .filter(|e| &e.stage == stage && (needs.is_empty() || needs.contains(&e.id)))
             .map(Earlier::tree)
             .collect()
     }

@@ -43,6 +43,9 @@ struct RawStep {
     timeout: Option<u64>,
     #[serde(default)]
     kexec: Option<Spanned<RawKexec>>,
+    /// The earlier steps of its stage it sees and is keyed on.
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
 }
 
 /// A patch, by file name, or with the reason it is applied (which the book
@@ -149,6 +152,7 @@ pub(super) fn load(path: &Path, project: &Path, lock: &Lock) -> Result<Step> {
         Some(spanned) => check_workdir(&doc, spanned)?,
     };
     let env = check_env(&doc, raw.env.unwrap_or_default())?;
+    let needs = check_needs(&doc, &raw.needs)?;
 
     let prose = Prose {
         description_line: crate::yaml::line_of(&raw.description),
@@ -183,9 +187,11 @@ pub(super) fn load(path: &Path, project: &Path, lock: &Lock) -> Result<Step> {
             install: value(raw.install),
             timeout: raw.timeout,
             kexec,
+            needs: needs.iter().map(|n| n.value.clone()).collect(),
         },
         patches,
         files,
+        needs_at: needs.iter().map(|n| doc.spot_of(n)).collect(),
     })
 }
 
@@ -342,6 +348,22 @@ fn check_workdir(doc: &Doc, spanned: &Spanned<String>) -> Result<Option<String>>
         })
         .collect();
     Ok(Some(parts.join("/")).filter(|p| !p.is_empty()))
+}
+
+/// Step ids, each once; whether each is an earlier step of the stage is
+/// known only in a chain ([`super::check_needs`]).
+fn check_needs<'r>(doc: &Doc, needs: &'r [Spanned<String>]) -> Result<Vec<&'r Spanned<String>>> {
+    let mut seen: Vec<&Spanned<String>> = Vec::new();
+    for need in needs {
+        if !is_identifier(&need.value) {
+            return Err(doc.error(need, format!("needs: {:?} is not a step id", need.value)));
+        }
+        if seen.iter().any(|s| s.value == need.value) {
+            return Err(doc.error(need, format!("needs: {} is listed twice", need.value)));
+        }
+        seen.push(need);
+    }
+    Ok(seen)
 }
 
 fn check_env(

@@ -79,6 +79,9 @@ pub struct Definition {
     pub timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kexec: Option<Kexec>,
+    /// The earlier steps of its stage it sees, by id; empty: all of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,6 +102,8 @@ pub struct Step {
     pub patches: Vec<ProjectFile>,
     /// Copied into the top of the build directory before the phases run.
     pub files: Vec<ProjectFile>,
+    /// Where each of `definition.needs` is written, for errors the chain finds.
+    pub needs_at: Vec<Option<crate::error::Spot>>,
 }
 
 impl Step {
