@@ -10,7 +10,7 @@ use crate::digest::{file_sha256, hex_sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::manifest::{self, Entry};
-use crate::plan::KeyInputs;
+use crate::record::KeyInputs;
 
 /// What a checkpoint says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ pub mod outputs;
 pub mod plan;
 pub mod project;
 pub mod qmp;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod sandbox;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::Store;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
-use crate::plan::RecordedStep;
+use crate::record::RecordedStep;
 
 pub struct StateDir {
     pub root: PathBuf,

@@ -8,42 +8,10 @@
 //! outputs before it are; [`Keys`] computes them in chain order, one output
 //! at a time.
 
-use serde::{Deserialize, Serialize};
-
 use crate::digest::canonical_sha256;
 use crate::lock::Lock;
 use crate::project::{Chain, ChainStep};
-
-/// What a step's cache key is made of, each part a sha256, so that a changed
-/// key can be explained part by part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyInputs {
-    /// The step's normalised definition and its pass.
-    pub definition: String,
-    /// Names and checksums of its sources.
-    pub sources: String,
-    /// Names and contents of its patches.
-    pub patches: String,
-    /// Names and contents of its extra files.
-    pub files: String,
-    /// The runner kind and settings, the stage and SOURCE_DATE_EPOCH.
-    pub runner: String,
-    /// What the earlier steps it sees produced: for a step without `needs:`,
-    /// every step before it, chained ([`Keys`]); with `needs:`, those steps.
-    /// Empty in records of stagebuild before early cut-off, whose keys
-    /// chained on the key of the step before (`parent`, no longer read).
-    #[serde(default)]
-    pub earlier: String,
-}
-
-/// The version of the key derivation; 2 since keys chain on outputs.
-const KEY_VERSION: u32 = 2;
-
-impl KeyInputs {
-    pub fn key(&self) -> String {
-        canonical_sha256(&("stagebuild-step-key", KEY_VERSION, self))
-    }
-}
+pub use crate::record::KeyInputs;
 
 #[derive(Debug, Clone)]
 pub struct PlannedStep {

@@ -47,7 +47,7 @@ pub struct PlanRow {
     pub kexec: Option<String>,
     /// How a VM step's checkpoint was built: in qemu or in the sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub built_in: Option<crate::runner::guest::GuestMode>,
+    pub built_in: Option<crate::record::GuestMode>,
     /// [`UNCHANGED`], for a step the last run rebuilt with the same output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,

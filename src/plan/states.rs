@@ -9,34 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::keys::{KeyInputs, Keys, PlannedStep, Sees};
 use crate::lock::Lock;
 use crate::project::Chain;
-
-/// What the state directory last recorded for a step of a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedStep {
-    pub key: String,
-    pub inputs: KeyInputs,
-    /// The sha256 of its checkpoint's manifest: what it produced. Absent in
-    /// records of stagebuild before early cut-off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// The last run built it again and its output was the one before: the
-    /// steps after it kept their checkpoints.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unchanged: bool,
-    /// The record's count of output changes ([`crate::state::Record`]) when
-    /// this step's output last changed, and when its key was computed: an
-    /// earlier step that changed after this one was keyed is why it is not
-    /// valid.
-    #[serde(default)]
-    pub changed_at: u64,
-    #[serde(default)]
-    pub keyed_at: u64,
-}
+pub use crate::record::RecordedStep;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

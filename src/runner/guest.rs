@@ -12,6 +12,7 @@ use crate::checkpoint::Meta;
 use crate::error::runner::RunnerError;
 use crate::error::{IoContext, Result};
 use crate::fsutil::remove_tree;
+pub use crate::record::GuestMode;
 use crate::target::VmSettings;
 
 /// The file of a qemu-built checkpoint that holds its step's disk overlay.
@@ -60,26 +61,6 @@ pub fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
             }
             .into()
         })
-}
-
-/// How the guest steps of a run are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuestMode {
-    /// A qemu guest per step, booted on the previous step's disk.
-    Qemu,
-    /// The host's sandbox and kernel, on a root linked from the earlier
-    /// outputs.
-    Sandbox,
-}
-
-impl std::fmt::Display for GuestMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GuestMode::Qemu => "qemu",
-            GuestMode::Sandbox => "sandbox",
-        })
-    }
 }
 
 /// How the step of a checkpoint ran, for a step of a VM stage: a qemu-built
