@@ -12,14 +12,15 @@ use std::io::Read;
 use std::time::Duration;
 
 use super::VmRunner;
-use super::disks;
+use super::disks::{self, BACKING};
 use super::qemu::Boot;
-use crate::error::{IoContext, Result};
-use crate::runner::guest::earlier_file;
+use crate::error::{Error, IoContext, Result};
+use crate::runner::guest::{Backing, DISK, backing, earlier_file};
 use crate::runner::guest_job;
 use crate::runner::job::StepJob;
 use crate::runner::shell::quote;
 use crate::runner::terminal::{EndRequest, Terminal};
+use crate::target::VmSettings;
 
 /// Where the job keeps the step's own script once the shell takes its place.
 pub const STEP_SCRIPT: &str = "/build/.stagebuild/script.sh";
@@ -56,6 +57,7 @@ impl VmRunner {
         let initrd = (settings.initrd.as_deref())
             .map(|r| earlier_file(job, r))
             .transpose()?;
+        self.ensure_bases(job, &settings)?;
         let root = disks::make_root(job, &settings, &self.bases, &self.agent)?;
         let tools = crate::buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
@@ -102,6 +104,32 @@ impl VmRunner {
                 let _ = qmp.execute("quit", None);
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// The base disks under the earlier steps' overlays, made again where a
+    /// completed run removed them, as a resume makes them (see
+    /// [`VmRunner::fits`]). They stay in `STATE/disks` until a run completes.
+    fn ensure_bases(&self, job: &StepJob, settings: &VmSettings) -> Result<()> {
+        for (at, earlier) in job.earlier.iter().enumerate() {
+            let in_this_guest = earlier.machine.as_ref() == Some(&settings.machine);
+            if !in_this_guest || !earlier.dir.join(DISK).is_file() {
+                continue;
+            }
+            let Backing::Base(trees) = backing(&job.earlier[..at], settings) else {
+                continue;
+            };
+            let recorded = fs::read_to_string(earlier.dir.join(BACKING))
+                .io_context(|| format!("reading {}", earlier.dir.join(BACKING).display()))?;
+            let made =
+                (self.bases).ensure(Some(recorded.trim()), &trees, &self.agent, settings.disk)?;
+            if made != recorded.trim() {
+                return Err(Error::CheckpointUnusable {
+                    step: earlier.id.clone(),
+                    problem: "sits on a base disk that its earlier outputs no longer make".into(),
+                });
+            }
         }
         Ok(())
     }
