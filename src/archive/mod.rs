@@ -7,6 +7,7 @@
 //! can still lead out through one another (`a -> .`, `b -> a/..`).
 
 mod limit;
+mod pipe;
 #[cfg(test)]
 mod tests;
 
@@ -95,14 +96,14 @@ impl Unpacker {
     pub fn source(&mut self, archive: &Path, name: &str) -> Result<(), ArchiveError> {
         let file = fs::File::open(archive).map_err(ArchiveError::Read)?;
         let buffered = io::BufReader::new(file);
-        let reader: Box<dyn Read> = match Format::of(name) {
+        let decoder: Box<dyn Read + Send> = match Format::of(name) {
             Format::Plain => return self.plain(buffered, name),
-            Format::Tar => Box::new(buffered),
+            Format::Tar => return self.tar(buffered),
             Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
             Format::TarBz2 => Box::new(bzip2::read::MultiBzDecoder::new(buffered)),
             Format::TarXz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(buffered)),
         };
-        self.tar(reader)
+        pipe::decompressed(decoder, |stream| self.tar(stream))
     }
 
     /// A source that is not an archive lands at the top, with its mode.
