@@ -86,6 +86,10 @@ pub enum Command {
     Book(BookArgs),
     /// Tell one step's story in the terminal: its page of the book.
     Explain(ExplainArgs),
+    /// Open an interactive shell in a step's environment: a failed host
+    /// step's sandbox as the failure left it, or a guest booted from the last
+    /// good checkpoint. Leaving it changes no checkpoint.
+    Shell(ShellArgs),
     /// Internal: run a sandbox spec in fresh namespaces (the fallback when bwrap is missing).
     #[command(hide = true)]
     SandboxExec {
@@ -320,6 +324,25 @@ pub struct BookArgs {
     /// no reason, naming file:line.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The step [default: the first without a checkpoint, which is the one
+    /// that failed if a run failed].
+    pub step: Option<String>,
+    /// The sandbox for host steps (and guest steps with --guest sandbox).
+    #[arg(long, value_enum, default_value_t = SandboxChoice::Auto)]
+    pub sandbox: SandboxChoice,
+    /// For a step of a vm stage: a qemu guest on the stage's kernel, its
+    /// console on this terminal, or the host sandbox on the same root files.
+    #[arg(long, value_enum, default_value_t = GuestChoice::Qemu)]
+    pub guest: GuestChoice,
+    /// The guest's accelerator: tcg, or auto (KVM when a probe boot works).
+    #[arg(long, value_enum, default_value_t = AccelChoice::Tcg)]
+    pub accel: AccelChoice,
 }
 
 #[derive(Debug, Args)]

@@ -1195,3 +1195,67 @@ fn a_guest_step_in_the_sandbox_is_stopped_at_its_timeout() {
         "{log}"
     );
 }
+
+/// The checkpoints, records and logs of a state, file by file.
+fn state_snapshot(state: &Path) -> [BTreeMap<String, String>; 3] {
+    ["checkpoints", "targets", "logs"].map(|part| common::snapshot(&state.join(part)))
+}
+
+/// `stagebuild shell` in bzip2-check, the demo's second guest step, through
+/// a pty: commands typed into its shell, their output read, then `exit`.
+fn shell_in_bzip2_check(name: &str, mode: &[&str], machine_line: &str) {
+    let state = copy_of_built_state(name);
+    let before = state_snapshot(&state);
+    let mut shell = common::std_stagebuild(&repo(), Some(&state), Some(&mirror()));
+    shell
+        .args(["shell", "--target", "demo", "bzip2-check"])
+        .args(mode);
+    let mut session = common::pty::Session::spawn(&mut shell);
+    session.expect(machine_line, Duration::from_secs(180));
+    session.expect("stagebuild:bzip2-check$ ", Duration::from_secs(60));
+    // The sources in place, the previous step's bzip2 on the root, the
+    // step's environment; what is typed is echoed, so each check looks for
+    // what only the output holds.
+    session.type_line(
+        "test -f sample1.ref && echo \"sources=$((1+1)) m=$(uname -m) out=$OUT at=$PWD bz=$(command -v bzip2)\"",
+    );
+    session.expect(
+        "sources=2 m=i686 out=/stagebuild/out at=/build/bzip2-1.0.8 bz=/usr/bin/bzip2",
+        Duration::from_secs(60),
+    );
+    // Writing where a guest may: the root disk, the build directory, the output.
+    session.type_line("echo scribble > /build/typed; echo x > /stagebuild/out/typed; (echo x > /usr/typed) 2>/dev/null; echo wrote-$((6*7))");
+    session.expect("wrote-42", Duration::from_secs(60));
+    session.type_line("exit");
+    let status = session.wait(Duration::from_secs(120));
+    assert!(status.success(), "{status:?}\n{}", session.output());
+    assert_eq!(
+        state_snapshot(&state),
+        before,
+        "the shell changed a checkpoint, record or log"
+    );
+    assert!(
+        !state.join("tmp/shell-bzip2-check").exists(),
+        "the shell's scratch was left behind"
+    );
+}
+
+#[test]
+#[ignore = "slow: builds the real demo and boots its guest"]
+fn a_shell_in_a_guest_step_boots_from_the_last_checkpoint_and_changes_none() {
+    shell_in_bzip2_check(
+        "demo-shell-qemu",
+        &[],
+        "stagebuild shell: bzip2-check in its guest (i686)",
+    );
+}
+
+#[test]
+#[ignore = "slow: builds the real demo"]
+fn a_shell_in_a_guest_step_in_sandbox_mode_changes_no_checkpoint() {
+    shell_in_bzip2_check(
+        "demo-shell-sandbox",
+        &["--guest", "sandbox"],
+        "in the sandbox that stands in for its guest",
+    );
+}

@@ -6,7 +6,10 @@
 //! symlink unpacked so far is resolved again: links that each stay inside
 //! can still lead out through one another (`a -> .`, `b -> a/..`).
 
+mod decoder;
+mod inner;
 mod limit;
+mod pipe;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use tar::EntryType;
 
 use crate::beneath::{self, Root};
+use decoder::Decoder;
 use limit::{Counted, Counter};
 pub use limit::{format_size, parse_size};
 
@@ -95,46 +99,11 @@ impl Unpacker {
     pub fn source(&mut self, archive: &Path, name: &str) -> Result<(), ArchiveError> {
         let file = fs::File::open(archive).map_err(ArchiveError::Read)?;
         let buffered = io::BufReader::new(file);
-        if Format::of(name) == Format::Plain {
-            return self.plain(buffered, name);
+        match Format::of(name) {
+            Format::Plain => self.plain(buffered, name),
+            Format::Tar => self.tar(buffered),
+            format => pipe::decompressed(Decoder::new(format, buffered), |stream| self.tar(stream)),
         }
-        self.tar(decompressed(Format::of(name), buffered))
-    }
-
-    /// Unpacks only the archive `member` held inside `archive` (named
-    /// `name`), read straight out of it: nothing else of the outer archive
-    /// is written. The member goes through every check any source does.
-    pub fn inner_source(
-        &mut self,
-        archive: &Path,
-        name: &str,
-        member: &str,
-    ) -> Result<(), ArchiveError> {
-        let file = fs::File::open(archive).map_err(ArchiveError::Read)?;
-        let outer = decompressed(Format::of(name), io::BufReader::new(file));
-        let wanted = inside_path(Path::new(member));
-        let mut tar = tar::Archive::new(outer);
-        for entry in tar.entries().map_err(ArchiveError::Read)? {
-            let entry = entry.map_err(ArchiveError::Read)?;
-            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            if inside_path(Path::new(&path)) != wanted {
-                continue;
-            }
-            if !matches!(
-                entry.header().entry_type(),
-                EntryType::Regular | EntryType::Continuous
-            ) {
-                return Err(ArchiveError::Refused {
-                    entry: path,
-                    reason: format!("the member to unpack from {name} is not a plain file"),
-                });
-            }
-            return self.tar(decompressed(Format::of(member), io::BufReader::new(entry)));
-        }
-        Err(ArchiveError::Refused {
-            entry: member.to_string(),
-            reason: format!("{name} holds no such member to unpack"),
-        })
     }
 
     /// A source that is not an archive lands at the top, with its mode.
@@ -348,16 +317,6 @@ impl Unpacker {
             }
         }
         first
-    }
-}
-
-/// A tar stream read through the decompressor its name calls for.
-fn decompressed<'a>(format: Format, reader: impl Read + 'a) -> Box<dyn Read + 'a> {
-    match format {
-        Format::Tar | Format::Plain => Box::new(reader),
-        Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Format::TarBz2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
-        Format::TarXz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
     }
 }
 

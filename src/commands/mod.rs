@@ -13,6 +13,7 @@ mod manual;
 mod mirror;
 mod offline;
 mod resume;
+mod shell;
 mod status;
 mod table;
 
@@ -91,6 +92,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Cache(command) => cache::run(&paths, cli.cache.as_deref(), command),
         Command::Book(args) => book::book(&paths, args),
         Command::Explain(args) => book::explain(&paths, args),
+        Command::Shell(args) => shell::run(&paths, args, cli.max_unpacked),
         Command::SandboxExec { spec_json } => {
             let spec = serde_json::from_str(spec_json)
                 .map_err(|e| Error::Usage(format!("bad sandbox spec: {e}")))?;
@@ -250,10 +252,19 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
             ));
             Ok(())
         }
-        Err(e) if e.resumable() => Err(Error::Resumable {
-            inner: Box::new(e),
-            command: resume,
-        }),
+        Err(e) if e.resumable() => {
+            let shell = match &e {
+                Error::StepFailed { step, .. } | Error::Vm { step, .. } => {
+                    Some(resume::shell_command(cli, args, step))
+                }
+                _ => None,
+            };
+            Err(Error::Resumable {
+                inner: Box::new(e),
+                command: resume,
+                shell,
+            })
+        }
         Err(e) => Err(e),
     }
 }

@@ -9,6 +9,48 @@ use crate::runner::shell;
 /// project, state, mirror, guest mode, overrides and sources, quoted so a
 /// shell gives the resumed run the same words.
 pub fn command(cli: &Cli, args: &RunArgs) -> String {
+    let mut words = global_words(cli);
+    words.extend(["run", "--target", &args.target.target, "--resume"].map(String::from));
+    if args.guest == GuestChoice::Sandbox {
+        words.extend(["--guest", "sandbox"].map(String::from));
+    }
+    if args.offline {
+        words.push("--offline".into());
+    }
+    for dir in &args.from {
+        words.extend(["--from".into(), dir.display().to_string()]);
+    }
+    push_overrides(&mut words, args);
+    // A run that stops at a step, or builds one alone, resumes the same way.
+    for (option, step) in [("--until", &args.until), ("--only", &args.only)] {
+        if let Some(step) = step {
+            words.extend([option.to_string(), step.clone()]);
+        }
+    }
+    shell::words(&words)
+}
+
+/// `stagebuild … shell --target T STEP`: a shell in the environment of
+/// `step`, which failed, for the same project, state, guest mode and
+/// overrides.
+pub fn shell_command(cli: &Cli, args: &RunArgs, step: &str) -> String {
+    let mut words = global_words(cli);
+    words.extend(["shell", "--target", &args.target.target, step].map(String::from));
+    if args.guest == GuestChoice::Sandbox {
+        words.extend(["--guest", "sandbox"].map(String::from));
+    }
+    push_overrides(&mut words, args);
+    shell::words(&words)
+}
+
+fn push_overrides(words: &mut Vec<String>, args: &RunArgs) {
+    for (var, value) in &args.target.overrides {
+        words.extend(["--set".into(), format!("{var}={value}")]);
+    }
+}
+
+/// `stagebuild` and the options that chose the project, state and mirror.
+fn global_words(cli: &Cli) -> Vec<String> {
     let mut words = vec!["stagebuild".to_string()];
     let mut option = |name: &str, value: &Path| {
         words.push(name.to_string());
@@ -23,26 +65,7 @@ pub fn command(cli: &Cli, args: &RunArgs) -> String {
     if let Some(mirror) = &cli.mirror {
         option("--mirror", mirror);
     }
-    words.extend(["run", "--target", &args.target.target, "--resume"].map(String::from));
-    if args.guest == GuestChoice::Sandbox {
-        words.extend(["--guest", "sandbox"].map(String::from));
-    }
-    if args.offline {
-        words.push("--offline".into());
-    }
-    for dir in &args.from {
-        words.extend(["--from".into(), dir.display().to_string()]);
-    }
-    for (var, value) in &args.target.overrides {
-        words.extend(["--set".into(), format!("{var}={value}")]);
-    }
-    // A run that stops at a step, or builds one alone, resumes the same way.
-    for (option, step) in [("--until", &args.until), ("--only", &args.only)] {
-        if let Some(step) = step {
-            words.extend([option.to_string(), step.clone()]);
-        }
-    }
-    shell::words(&words)
+    words
 }
 
 #[cfg(test)]

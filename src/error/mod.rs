@@ -118,9 +118,14 @@ pub enum Error {
         console: PathBuf,
     },
 
-    /// A failure after which `--resume` continues; carries the command.
-    #[error("{inner}\nto resume from here: {command}")]
-    Resumable { inner: Box<Error>, command: String },
+    /// A failure after which `--resume` continues; carries the command, and
+    /// for a failed step the one that opens a shell in its environment.
+    #[error("{inner}\nto resume from here: {command}{}", shell_hint(shell))]
+    Resumable {
+        inner: Box<Error>,
+        command: String,
+        shell: Option<String>,
+    },
 
     /// What a runner found wrong besides the step failing: a disk tool, a
     /// mount, an earlier step's file, the guest's output.
@@ -243,12 +248,26 @@ impl Error {
                 location(path, Some(spot)),
                 snippet(spot, &paint)
             ),
-            Error::Resumable { inner, command } => {
-                format!("{}\nto resume from here: {command}", inner.render(stream))
-            }
+            Error::Resumable {
+                inner,
+                command,
+                shell,
+            } => format!(
+                "{}\nto resume from here: {command}{}",
+                inner.render(stream),
+                shell_hint(shell)
+            ),
             other => other.to_string(),
         }
     }
+}
+
+/// The line after a resume command that says how to open a shell.
+fn shell_hint(shell: &Option<String>) -> String {
+    shell
+        .as_ref()
+        .map(|command| format!("\nto open a shell where it failed: {command}"))
+        .unwrap_or_default()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -292,6 +311,7 @@ mod tests {
         let wrapped = Error::Resumable {
             inner: Box::new(interrupted),
             command: "stagebuild run --target t --resume".into(),
+            shell: None,
         };
         assert_eq!(wrapped.exit_code(), exit::INTERRUPTED);
         assert!(!wrapped.resumable(), "it already says how");

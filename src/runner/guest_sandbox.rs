@@ -22,6 +22,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::personality::Persona;
+
 use super::cancel::Cancel;
 use super::group::{self, Ended};
 use super::guest::{KERNEL, earlier_file, install_copy, own_dirs, root_trees};
@@ -41,6 +43,10 @@ use crate::sandbox::{Mount, Sandbox, SandboxSpec};
 /// the agent is the second of the boot (the initramfs's `init` runs it).
 const AGENT_STEP: &str = "SHLVL=2; . /build/.stagebuild/env; cd \"$STAGEBUILD_WORKDIR\" || exit 125; \
                           umask 022; sh -e /build/.stagebuild/step.sh 2>&1";
+
+/// The same, with an interactive shell in the step's script's place.
+const AGENT_SHELL: &str = "SHLVL=2; . /build/.stagebuild/env; cd \"$STAGEBUILD_WORKDIR\" || exit 125; \
+                           umask 022; exec sh -i";
 
 /// Top-level directories of the guest's root that are mounted afresh rather
 /// than taken from the earlier outputs, as the agent mounts them in the guest.
@@ -162,6 +168,30 @@ impl Runner for GuestSandboxRunner {
 }
 
 impl GuestSandboxRunner {
+    /// The sandbox the step would run in, over `job.work` made afresh, with
+    /// an interactive shell (prompt `prompt`) where the agent runs the
+    /// step's script: the same root, environment, working directory and
+    /// umask. Returns the host command and the personality to run it under.
+    pub fn shell_command(&self, job: &StepJob, prompt: &str) -> Result<(Vec<String>, Persona)> {
+        let settings = (job.planned.chain_step.vm.clone()).expect("a vm stage has vm settings");
+        fresh_dir(&job.work)?;
+        for dir in ["extras", "build", "out", "tmp"] {
+            fs::create_dir(job.work.join(dir))
+                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
+        }
+        let machine = Machine::of_kernel(&earlier_file(job, &settings.kernel)?)?;
+        let tools = crate::buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        let build = guest_job::prepare(job, &tools)?;
+        let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;
+        let mut spec = spec(job, &root, &build)?;
+        spec.argv = vec!["/bin/sh".into(), "-c".into(), AGENT_SHELL.into()];
+        spec.env.insert("PS1".into(), prompt.into());
+        Ok((self.sandbox.command(&spec), machine.persona()))
+    }
+
     pub fn new(sandbox: Box<dyn Sandbox>, agent: PathBuf, max_unpacked: u64) -> GuestSandboxRunner {
         GuestSandboxRunner {
             sandbox,

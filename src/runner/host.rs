@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::builddir::BuildDir;
 use super::cancel::Cancel;
@@ -66,7 +66,71 @@ pub fn base_env(job: &StepJob) -> BTreeMap<String, String> {
     env
 }
 
+/// A step's work directory, ready for its script.
+pub struct Prepared {
+    pub build_dir: BuildDir,
+    /// What an audit did to the build directory, for the log.
+    pub note: Option<String>,
+    /// The step's script, `work/step.sh`.
+    pub script: PathBuf,
+}
+
+/// The file in a host step's work directory naming the key it was prepared
+/// for: after a failure the directory is kept, and `stagebuild shell` tells
+/// whether it is still of the step's current definition.
+pub const WORK_KEY: &str = "key";
+
 impl HostRunner {
+    /// Makes `job.work` afresh: the sources unpacked and patched in
+    /// `build/`, the stage's earlier outputs linked into `sysroot/`, an empty
+    /// `out/` and the script.
+    pub fn prepare(&self, job: &StepJob) -> Result<Prepared> {
+        let step = &job.planned.chain_step.step;
+        fresh_dir(&job.work)?;
+        for dir in ["out", "sysroot"] {
+            fs::create_dir(job.work.join(dir))
+                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
+        }
+        fs::write(job.work.join(WORK_KEY), format!("{}\n", job.planned.key))
+            .io_context(|| format!("writing {}", job.work.join(WORK_KEY).display()))?;
+        let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
+        let (build_dir, note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
+        let tools = buildtree::Tools {
+            sandbox: self.sandbox.as_ref(),
+            max_unpacked: self.max_unpacked,
+        };
+        buildtree::prepare(step, &job.sources, build_dir.path(), &tools)?;
+        for tree in job.stage_trees() {
+            link_tree(&tree, &job.work.join("sysroot"))?;
+        }
+        let script = job.work.join("step.sh");
+        fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;
+        Ok(Prepared {
+            build_dir,
+            note,
+            script,
+        })
+    }
+
+    /// The host command of the step's sandbox over its work directory (as
+    /// [`HostRunner::prepare`] made it, or a failure left it), running
+    /// `argv` instead of the step's script, with `extra_env` added.
+    pub fn command_in_sandbox(
+        &self,
+        job: &StepJob,
+        argv: Vec<String>,
+        extra_env: &[(&str, &str)],
+    ) -> Vec<String> {
+        let mut spec = self.spec(job, &job.work.join("step.sh"), &job.work.join("build"));
+        spec.argv = argv;
+        spec.env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        self.sandbox.command(&spec)
+    }
+
     fn spec(&self, job: &StepJob, script: &Path, build: &Path) -> SandboxSpec {
         let step = &job.planned.chain_step.step;
         let variation = job.variation.clone().unwrap_or_default();
@@ -117,24 +181,11 @@ impl Runner for HostRunner {
     fn run(&mut self, job: &StepJob, cancel: &Cancel) -> Result<()> {
         let step = &job.planned.chain_step.step;
         let id = job.planned.id();
-        fresh_dir(&job.work)?;
-        for dir in ["out", "sysroot"] {
-            fs::create_dir(job.work.join(dir))
-                .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
-        }
-        let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
-        let (mut build_dir, build_note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
-        let tools = buildtree::Tools {
-            sandbox: self.sandbox.as_ref(),
-            max_unpacked: self.max_unpacked,
-        };
-        buildtree::prepare(step, &job.sources, build_dir.path(), &tools)?;
-        for tree in job.stage_trees() {
-            link_tree(&tree, &job.work.join("sysroot"))?;
-        }
-        let script = job.work.join("step.sh");
-        fs::write(&script, step.script()).io_context(|| format!("writing {}", script.display()))?;
-
+        let Prepared {
+            mut build_dir,
+            note: build_note,
+            script,
+        } = self.prepare(job)?;
         let build = build_dir.show()?;
         let spec = self.spec(job, &script, &build);
         let argv = self.sandbox.command(&spec);

@@ -13,6 +13,7 @@ pub mod kexec;
 pub mod machine;
 pub mod shell;
 pub mod steplog;
+pub mod terminal;
 pub mod tool;
 pub mod vm;
 

@@ -5,6 +5,7 @@
 
 pub mod canary;
 pub mod http;
+pub mod pty;
 pub mod s3;
 
 use std::collections::BTreeMap;

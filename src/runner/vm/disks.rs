@@ -102,13 +102,18 @@ pub fn make_job(job: &StepJob, sandbox: &dyn Sandbox, max_unpacked: u64) -> Resu
         max_unpacked,
     };
     let build = crate::runner::guest_job::prepare(job, &tools)?;
+    pack_job(job, &build)
+}
+
+/// The prepared build directory `build` as the job tar.
+pub fn pack_job(job: &StepJob, build: &Path) -> Result<PathBuf> {
     let tar_path = job.work.join("job.tar");
     let file =
         fs::File::create(&tar_path).io_context(|| format!("creating {}", tar_path.display()))?;
     let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
     builder.follow_symlinks(false);
     builder
-        .append_dir_all(".", &build)
+        .append_dir_all(".", build)
         .and_then(|()| builder.into_inner()?.flush())
         .io_context(|| format!("writing {}", tar_path.display()))?;
     Ok(tar_path)

@@ -20,6 +20,7 @@ mod console;
 mod disks;
 mod drive;
 mod qemu;
+mod shell;
 mod supervisor;
 
 use std::fs;
@@ -191,6 +192,7 @@ impl Runner for VmRunner {
             out: &out_disk,
             console: &console,
             work: &job.work,
+            interactive: false,
         }
         .start()?;
         let kexec_step = chain_step.step.definition.kexec.is_some();

@@ -84,6 +84,9 @@ pub struct Boot<'a> {
     pub console: &'a Path,
     /// Where qemu's sockets are made.
     pub work: &'a Path,
+    /// The guest's console on stagebuild's terminal (`stagebuild shell`),
+    /// still logged to `console`; else only logged.
+    pub interactive: bool,
 }
 
 /// qemu, killed when this is dropped.
@@ -183,7 +186,15 @@ impl Boot<'_> {
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
         .arg("-chardev")
-        .arg(format!("file,id=console,path={}", self.console.display()))
+        .arg(if self.interactive {
+            // Ctrl-C goes to the guest as a key, not to qemu as a signal.
+            format!(
+                "stdio,id=console,signal=off,logfile={}",
+                self.console.display()
+            )
+        } else {
+            format!("file,id=console,path={}", self.console.display())
+        })
         .args(["-serial", "chardev:console"])
         .args(["-device", "virtio-serial-pci,id=vser0"])
         .arg("-chardev")
@@ -224,10 +235,15 @@ impl Boot<'_> {
                 &format!("virtio-blk-pci,drive={node},serial={serial}"),
             ]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.process_group(0);
+        if self.interactive {
+            // In stagebuild's process group, the terminal's foreground one,
+            // or reading the terminal would stop it.
+            cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+        } else {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            cmd.process_group(0);
+        }
+        cmd.stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
