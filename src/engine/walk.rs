@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::plan::{Plan, PlannedStep};
 use crate::report::{Event, Unusable};
 use crate::runner::{Earlier, StepJob, Variation};
-use crate::target::RunnerKind;
 
 /// What a walk does with each step.
 pub enum Walk<'w> {
@@ -20,14 +19,14 @@ pub enum Walk<'w> {
     /// is restored (with `pull`, one the shared cache gives too); any other
     /// is built and committed.
     Run { jobs: usize, pull: bool },
-    /// `audit`: each step of a runner in `kinds` is rebuilt under
+    /// `audit`: each step `chosen` says yes to is rebuilt under
     /// `variation`, in scratch under `dir`, beside its checkpoint, which must
     /// be there and sound. Nothing is committed, discarded or pulled.
     Audit {
         variation: &'w Variation,
         dir: &'w Path,
         jobs: usize,
-        kinds: &'w [RunnerKind],
+        chosen: &'w dyn Fn(&PlannedStep) -> bool,
     },
 }
 
@@ -84,7 +83,9 @@ impl<'a> Engine<'a> {
                 Walk::Run { pull, .. } => {
                     self.restore_or_build(plan, planned, &earlier, walk, *pull)?
                 }
-                Walk::Audit { kinds, .. } => self.rebuild(plan, planned, &earlier, walk, kinds)?,
+                Walk::Audit { chosen, .. } => {
+                    self.rebuild(plan, planned, &earlier, walk, *chosen)?
+                }
             };
             each(self, planned, &outcome)?;
             earlier.push(Earlier::new(chain_step, outcome.checkpoint().dir.clone()));
@@ -129,10 +130,10 @@ impl<'a> Engine<'a> {
         planned: &PlannedStep,
         earlier: &[Earlier],
         walk: &Walk,
-        kinds: &[RunnerKind],
+        chosen: &dyn Fn(&PlannedStep) -> bool,
     ) -> Result<Outcome> {
         let checkpoint = self.reference(planned)?;
-        if !kinds.contains(&planned.chain_step.runner) {
+        if !chosen(planned) {
             return Ok(Outcome::NotRebuilt(checkpoint));
         }
         let job = self.job(plan, planned, earlier, walk)?;

@@ -63,7 +63,7 @@ pub fn earlier_file(job: &StepJob, reference: &str) -> Result<PathBuf> {
 }
 
 /// How the guest steps of a run are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestMode {
     /// A qemu guest per step, booted on the previous step's disk.
