@@ -50,7 +50,8 @@ pub fn vary_env(env: &mut BTreeMap<String, String>, variation: &Variation, workd
 
 /// Shell the agent sources after the step's environment, in qemu mode: it
 /// moves the build directory to the varied path (a copy, on the audit's
-/// ext4 when the runner attached one) and sets the hostname. Sandbox mode
+/// ext4 when the runner attached one, without the `lost+found` of a new
+/// file system: only the step's files belong there) and sets the hostname. Sandbox mode
 /// needs none of it: its runner binds the build directory there and names
 /// the sandbox's host.
 pub fn env_prelude(variation: &Variation, mode: GuestMode) -> String {
@@ -65,6 +66,7 @@ pub fn env_prelude(variation: &Variation, mode: GuestMode) -> String {
              for b in /sys/block/vd*; do\n  \
              [ \"$(cat \"$b/serial\" 2>/dev/null)\" = {SCRATCH_SERIAL} ] && mount -t ext4 \"/dev/${{b##*/}}\" {root}\n\
              done\n\
+             rmdir {root}/lost+found 2>/dev/null\n\
              cp -a /build/. {root}/\n"
         ));
     }
