@@ -5,8 +5,8 @@
 
 use crate::checkpoint::{Checkpoint, Store};
 use crate::error::Result;
-use crate::project::ChainStep;
 use crate::error::runner::Misfit;
+use crate::project::ChainStep;
 use crate::runner::guest::{GuestMode, built_in_dir};
 use crate::runner::{Cancel, Earlier, Runner, StepJob};
 
