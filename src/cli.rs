@@ -198,6 +198,19 @@ pub struct AuditArgs {
     /// How to change the order directories list their entries in.
     #[arg(long, value_enum, default_value_t = DirOrderChoice::Auto)]
     pub dir_order: DirOrderChoice,
+    /// Where guest steps (of vm stages) are rebuilt: qemu (a guest booted on
+    /// the previous step's checkpoint disk) or sandbox (the host sandbox on
+    /// the same root files; fast, but the clock is not varied).
+    #[arg(long, value_enum, default_value_t = GuestChoice::Qemu)]
+    pub guest: GuestChoice,
+    /// Rebuild each guest step in the other mode than the one that built its
+    /// checkpoint (qemu-built in the sandbox, sandbox-built in qemu).
+    #[arg(long, conflicts_with = "guest")]
+    pub compare_modes: bool,
+    /// Rebuild only these steps (repeat, or separate with commas); the
+    /// others are reported as not audited.
+    #[arg(long, value_name = "STEP", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

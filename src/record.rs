@@ -61,7 +61,7 @@ pub struct RecordedStep {
 }
 
 /// How the guest steps of a run are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuestMode {
     /// A qemu guest per step, booted on the previous step's disk.

@@ -75,6 +75,72 @@ fn a_step_that_embeds_the_date_is_the_first_that_diverges() {
 }
 
 #[test]
+fn a_partial_audit_counts_what_it_left_out_and_never_says_every_step() {
+    let f = fixture_with_a_dated_step();
+    f.cmd().args(["run", "--target", "t"]).assert().success();
+
+    // Only hello: reproducible, and the two others are not audited. That is
+    // no failure (exit 0), but no report may say every step is reproducible.
+    let headline = "1 of 3 steps reproducible, 2 not audited (not chosen with --only)";
+    let out = f
+        .cmd()
+        .args(["audit", "--target", "t", "--only", "hello", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(report["summary"]["headline"], headline, "{report:#}");
+    assert_eq!(report["summary"]["audited"], 1);
+    assert_eq!(report["summary"]["not_audited"], 2);
+    assert_eq!(report["first_divergent"], serde_json::Value::Null);
+    assert_eq!(report["steps"][1]["skipped"], "not chosen with --only");
+    let out = f
+        .cmd()
+        .args(["audit", "--target", "t", "--only", "hello"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.starts_with(&format!("audit of target t: {headline}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("step stamped: not audited: not chosen with --only"),
+        "{text}"
+    );
+    let html = fs::read_to_string(f.state().join("audit/t/report.html")).unwrap();
+    assert!(
+        html.contains(&format!(
+            "<p class=\"partial\" id=\"summary\">{headline}</p>"
+        )),
+        "{html}"
+    );
+    for report in [
+        text.as_str(),
+        &html,
+        &fs::read_to_string(f.state().join("audit/t/report.json")).unwrap(),
+    ] {
+        assert!(!report.to_lowercase().contains("every step"), "{report}");
+    }
+
+    // Only the dated step: it differs, and the headline counts both.
+    f.cmd()
+        .args(["audit", "--target", "t", "--only", "stamped,greet"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "1 of 3 steps reproducible, 1 not reproducible, first stamped, 1 not audited (not chosen with --only)",
+        ));
+    // A step the target does not have is refused before anything is rebuilt.
+    f.cmd()
+        .args(["audit", "--target", "t", "--only", "nosuch"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--only nosuch: target t has no such step",
+        ));
+}
+
+#[test]
 fn the_html_report_shows_steps_verdicts_and_the_diff_in_chromium() {
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
@@ -113,6 +179,12 @@ fn the_html_report_shows_steps_verdicts_and_the_diff_in_chromium() {
     );
     assert!(
         dom.contains("First step that diverges: <b>stamped</b>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(
+            "id=\"summary\">2 of 3 steps reproducible, 1 not reproducible, first stamped</p>"
+        ),
         "{dom}"
     );
     for (step, verdict) in [

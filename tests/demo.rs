@@ -2,6 +2,8 @@
 //! these are ignored by a plain `cargo test`; `scripts/test.sh` (and CI) runs
 //! them with `--include-ignored`. They share one uninterrupted build.
 
+#[path = "demo/audit.rs"]
+mod audit;
 #[path = "demo/book.rs"]
 mod book;
 mod common;
@@ -290,53 +292,6 @@ fn import_adopts_debian_orig_tarballs_by_checksum_whatever_their_names() {
         .args(["mirror", "verify", "--target", "demo"])
         .assert()
         .success();
-}
-
-#[test]
-#[ignore = "slow: builds the real demo, then rebuilds it under variations"]
-fn every_demo_step_is_reproducible_under_the_audit_variations() {
-    let state = built_demo();
-    let out = stagebuild(state)
-        .args(["audit", "--target", "demo", "--json"])
-        .timeout(Duration::from_secs(1200))
-        .assert()
-        .success();
-    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(
-        report["first_divergent"],
-        serde_json::Value::Null,
-        "{report:#}"
-    );
-    let verdicts: Vec<(&str, bool)> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["stage"] == "host")
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap(),
-                s["reproducible"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        verdicts,
-        [
-            ("linux-headers", true),
-            ("kernel-i386", true),
-            ("kernel-x86_64", true),
-            ("musl", true),
-            ("busybox", true),
-            ("kexec-tools", true),
-            ("tcc", true),
-            ("musl-x86_64", true),
-            ("tcc-x86_64", true),
-            ("guest-initramfs", true),
-        ]
-    );
-    // Every variation was applied on this machine: none was skipped.
-    assert_eq!(report["not_varied"], serde_json::json!([]), "{report:#}");
-    assert_eq!(report["variations"].as_array().unwrap().len(), 8);
 }
 
 /// A copy of the uninterrupted build's checkpoints and records, to change

@@ -3,27 +3,32 @@
 //! different environment, and its output compared file by file with the
 //! checkpoint. The first step that diverges is where to look.
 
+mod compare;
+pub mod guests;
 pub mod inspect;
 pub mod report;
+pub mod summary;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cache::NoCache;
 use crate::engine::{Engine, Outcome, Walk};
-use crate::error::{Error, IoContext, Result};
-use crate::manifest::{self, Entry};
+use crate::error::{Error, Result};
 use crate::mirror::Mirror;
-use crate::plan::{Plan, StepState};
+use crate::plan::{Plan, PlannedStep, StepState};
 use crate::project::Project;
 use crate::report::Reporter;
 use crate::runner::builddir::DirOrder;
-use crate::runner::{Cancel, Runners, Variation};
+use crate::runner::guest::{GuestMode, built_in_dir};
+use crate::runner::{Cancel, Runners, Variation, guest_variation};
 use crate::state::StateDir;
 use crate::target::RunnerKind;
+pub use compare::compare;
+use guests::{GuestChoice, rebuild_mode};
 use inspect::Detail;
+use summary::Summary;
 
 /// Files larger than this get a first differing offset but no detail.
 const DETAIL_LIMIT: usize = 8 << 20;
@@ -54,6 +59,12 @@ pub struct StepAudit {
     /// Why the step was not rebuilt at all, if it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// For a guest step: the mode its rebuild ran in, and the mode that
+    /// built its checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_in: Option<GuestMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_built_in: Option<GuestMode>,
     pub files: Vec<FileDiff>,
 }
 
@@ -66,18 +77,59 @@ impl StepAudit {
             reproducible: false,
             failure: None,
             skipped: None,
+            rebuilt_in: None,
+            checkpoint_built_in: None,
             files: Vec::new(),
         }
     }
 }
 
+/// The variations of guest rebuilds in one mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModeVariations {
+    pub mode: GuestMode,
+    pub variations: Vec<String>,
+    pub not_varied: Vec<String>,
+}
+
+/// Which steps an audit rebuilds, and how it rebuilds guest steps.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Only these steps (by id); empty: every step.
+    pub only: Vec<String>,
+    /// The caller registers a runner for vm stages that rebuilds each guest
+    /// step as this says ([`guests::GuestModes`]).
+    pub guests: GuestChoice,
+}
+
+impl Default for Scope {
+    fn default() -> Scope {
+        Scope {
+            only: Vec::new(),
+            guests: GuestChoice::Mode(GuestMode::Qemu),
+        }
+    }
+}
+
+/// Why a step an audit was not asked for is not audited.
+const NOT_CHOSEN: &str = "not chosen with --only";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditReport {
     pub target: String,
-    /// How the rebuild's environment differed from the original build's.
+    /// What was counted, and the sentence every report leads with.
+    #[serde(default)]
+    pub summary: Summary,
+    /// How a host step's rebuild environment differed from the original build's.
     pub variations: Vec<String>,
-    /// Variations this machine could not apply, and why.
+    /// Variations this machine could not apply to host steps, and why.
     pub not_varied: Vec<String>,
+    /// The same for guest steps, for each mode a guest step was rebuilt in.
+    #[serde(default)]
+    pub guest_variations: Vec<ModeVariations>,
+    /// Whether each guest step was rebuilt in the other mode than its checkpoint's.
+    #[serde(default)]
+    pub compare_modes: bool,
     pub steps: Vec<StepAudit>,
     pub first_divergent: Option<String>,
 }
@@ -102,6 +154,7 @@ pub fn audit_variation(
         hostname: Some("audit-rebuild".into()),
         jobs: Some(jobs),
         faketime: None,
+        clock_ahead_days: Some(CLOCK_AHEAD_DAYS),
         dir_order: None,
     };
     let mut varied = vec![
@@ -115,10 +168,10 @@ pub fn audit_variation(
     let mut not_varied = Vec::new();
     match find_libfaketime() {
         Some(lib) => {
-            variation.faketime = Some((lib, "+397d".into()));
-            varied.push(
-                "wall clock: 397 days ahead (libfaketime); SOURCE_DATE_EPOCH unchanged".into(),
-            );
+            variation.faketime = Some((lib, format!("+{CLOCK_AHEAD_DAYS}d")));
+            varied.push(format!(
+                "wall clock: {CLOCK_AHEAD_DAYS} days ahead (libfaketime); SOURCE_DATE_EPOCH unchanged"
+            ));
         }
         None => {
             not_varied.push("wall clock: libfaketime is not installed (Debian: faketime)".into())
@@ -152,6 +205,10 @@ pub fn audit_variation(
     Ok((variation, varied, not_varied))
 }
 
+/// How far ahead a rebuild's clock runs: more than a year, so that a date
+/// embedded to the day, month or year differs, and not a round number.
+const CLOCK_AHEAD_DAYS: u32 = 397;
+
 fn find_libfaketime() -> Option<PathBuf> {
     std::fs::read_dir("/usr/lib")
         .ok()?
@@ -170,10 +227,6 @@ pub struct Auditor<'a> {
     pub cancel: Cancel,
 }
 
-/// Why a step of a VM stage has no audit.
-const VM_NOT_AUDITED: &str =
-    "steps in VM stages are not audited yet; their outputs are checked against recorded checksums";
-
 impl Auditor<'_> {
     /// Rebuilds every step of a completed run under `variation` and compares.
     pub fn audit(
@@ -182,6 +235,19 @@ impl Auditor<'_> {
         variation: (Variation, Vec<String>, Vec<String>),
         jobs: usize,
         command: &str,
+    ) -> Result<AuditReport> {
+        self.audit_scope(target, variation, jobs, command, &Scope::default())
+    }
+
+    /// Rebuilds the steps of a completed run that `scope` names under
+    /// `variation` and compares; the others are reported as not audited.
+    pub fn audit_scope(
+        &mut self,
+        target: &str,
+        variation: (Variation, Vec<String>, Vec<String>),
+        jobs: usize,
+        command: &str,
+        scope: &Scope,
     ) -> Result<AuditReport> {
         let plan = Plan::load(self.project, self.state, target, &[])?;
         if let Some((step, _)) = plan
@@ -195,18 +261,50 @@ impl Auditor<'_> {
                 step.id()
             )));
         }
+        if let Some(unknown) =
+            (scope.only.iter()).find(|id| !plan.steps.iter().any(|p| p.id() == *id))
+        {
+            let ids: Vec<&str> = plan.steps.iter().map(|p| p.id()).collect();
+            return Err(Error::Usage(format!(
+                "--only {unknown}: target {target} has no such step (its steps: {})",
+                ids.join(", ")
+            )));
+        }
         let _lock = self.state.lock(command)?;
         let (variation, variations, not_varied) = variation;
         let dir = self.audit_dir(target);
         crate::fsutil::detach_mounts_under(&dir)?;
         crate::fsutil::fresh_dir(&dir)?;
         let total = plan.steps.len();
+        let chosen = |planned: &PlannedStep| {
+            scope.only.is_empty() || scope.only.iter().any(|id| id == planned.id())
+        };
+        let store = self.state.store();
+        let guest_modes = |planned: &PlannedStep| {
+            (planned.chain_step.runner == RunnerKind::Vm).then(|| {
+                let built = built_in_dir(&store.dir(&planned.key));
+                (rebuild_mode(scope.guests, built), built)
+            })
+        };
+        let mut guest_variations: Vec<ModeVariations> = Vec::new();
+        for planned in plan.steps.iter().filter(|p| chosen(p)) {
+            if let Some((mode, _)) = guest_modes(planned)
+                && !guest_variations.iter().any(|m| m.mode == mode)
+            {
+                let (variations, not_varied) = guest_variation::describe(&variation, mode);
+                guest_variations.push(ModeVariations {
+                    mode,
+                    variations,
+                    not_varied,
+                });
+            }
+        }
         let mut steps = Vec::new();
         let walk = Walk::Audit {
             variation: &variation,
             dir: &dir,
             jobs,
-            kinds: &[RunnerKind::Host],
+            chosen: &chosen,
         };
         let mut engine = Engine {
             project: self.project,
@@ -219,7 +317,7 @@ impl Auditor<'_> {
         };
         engine.walk(&plan, &walk, &mut |engine, planned, outcome| {
             let (id, stage) = (planned.id(), &planned.chain_step.stage);
-            let audit = match outcome {
+            let mut audit = match outcome {
                 Outcome::Rebuilt {
                     checkpoint,
                     out,
@@ -232,33 +330,46 @@ impl Auditor<'_> {
                     ..StepAudit::uncompared(id, stage)
                 },
                 Outcome::NotRebuilt(_) => StepAudit {
-                    skipped: Some(VM_NOT_AUDITED.into()),
+                    skipped: Some(NOT_CHOSEN.into()),
                     ..StepAudit::uncompared(id, stage)
                 },
                 Outcome::Restored(_) | Outcome::Built(_) => {
                     unreachable!("an audit's walk restores and builds nothing")
                 }
             };
+            if let Some((mode, built)) = guest_modes(planned) {
+                audit.checkpoint_built_in = built;
+                if audit.skipped.is_none() {
+                    audit.rebuilt_in = Some(mode);
+                }
+            }
             let verdict = match (&audit.skipped, audit.reproducible) {
                 (Some(why), _) => format!("not audited ({why})"),
                 (None, true) => "reproducible".to_string(),
                 (None, false) => format!("DIFFERS ({} files)", audit.files.len()),
             };
+            let mode =
+                (audit.rebuilt_in).map_or_else(String::new, |m| format!(" (rebuilt in {m})"));
             let position = planned.index + 1;
             engine
                 .reporter
-                .info(&format!("[{position}/{total}] {id}: {verdict}"));
+                .info(&format!("[{position}/{total}] {id}: {verdict}{mode}"));
             steps.push(audit);
             Ok(())
         })?;
+        // Base disks an audit's qemu rebuilds made are not kept.
+        self.runners.run_complete()?;
         let first_divergent = steps
             .iter()
             .find(|s| !s.reproducible && s.skipped.is_none())
             .map(|s| s.id.clone());
         let report = AuditReport {
             target: target.to_string(),
+            summary: Summary::of(&steps, first_divergent.as_deref()),
             variations,
             not_varied,
+            guest_variations,
+            compare_modes: scope.guests == GuestChoice::CompareModes,
             steps,
             first_divergent,
         };
@@ -284,99 +395,4 @@ impl Auditor<'_> {
         }
         Ok(())
     }
-}
-
-/// Compares a rebuild's output tree with the original checkpoint's.
-pub fn compare(
-    id: &str,
-    stage: &str,
-    before: &Path,
-    manifest: &[Entry],
-    after: &Path,
-) -> Result<StepAudit> {
-    let rebuilt = match manifest::of_tree(after) {
-        Ok(rebuilt) => rebuilt,
-        Err(e) => {
-            return Ok(StepAudit {
-                failure: Some(format!("the rebuild's output cannot be compared: {e}")),
-                ..StepAudit::uncompared(id, stage)
-            });
-        }
-    };
-    let old: BTreeMap<&str, &Entry> = manifest.iter().map(|e| (e.path.as_str(), e)).collect();
-    let new: BTreeMap<&str, &Entry> = rebuilt.iter().map(|e| (e.path.as_str(), e)).collect();
-    let mut files = Vec::new();
-    for (path, a) in &old {
-        let diff = |change: String| FileDiff {
-            path: path.to_string(),
-            change,
-            size_before: a.size,
-            size_after: None,
-            first_difference: None,
-            detail: None,
-        };
-        match new.get(path) {
-            None => files.push(diff("missing from the rebuild".into())),
-            Some(b) if a.kind != b.kind => files.push(diff(format!(
-                "{:?} in the original, {:?} in the rebuild",
-                a.kind, b.kind
-            ))),
-            Some(b) if a.link != b.link => files.push(diff(format!(
-                "link to {} in the original, to {} in the rebuild",
-                a.link.as_deref().unwrap_or("?"),
-                b.link.as_deref().unwrap_or("?")
-            ))),
-            Some(b) if a.sha256 != b.sha256 => {
-                // Both trees are outputs: nothing on the way may be followed.
-                let read = |root: &Path| {
-                    let mut bytes = Vec::new();
-                    crate::beneath::Root::open(root)
-                        .and_then(|tree| tree.open_file(Path::new(path)))
-                        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
-                        .io_context(|| format!("reading {path}"))?;
-                    Ok::<_, Error>(bytes)
-                };
-                let (x, y) = (read(before)?, read(after)?);
-                let detail = (x.len() <= DETAIL_LIMIT && y.len() <= DETAIL_LIMIT)
-                    .then(|| inspect::detail(path, &x, &y));
-                files.push(FileDiff {
-                    size_after: b.size,
-                    first_difference: inspect::first_difference(&x, &y),
-                    detail,
-                    ..diff("content differs".into())
-                });
-                if a.mode != b.mode {
-                    files.push(diff(format!(
-                        "mode {:04o} in the original, {:04o} in the rebuild",
-                        a.mode, b.mode
-                    )));
-                }
-            }
-            Some(b) if a.mode != b.mode => files.push(diff(format!(
-                "mode {:04o} in the original, {:04o} in the rebuild",
-                a.mode, b.mode
-            ))),
-            Some(_) => {}
-        }
-    }
-    for (path, b) in &new {
-        if !old.contains_key(path) {
-            files.push(FileDiff {
-                path: path.to_string(),
-                change: "only in the rebuild".into(),
-                size_before: None,
-                size_after: b.size,
-                first_difference: None,
-                detail: None,
-            });
-        }
-    }
-    Ok(StepAudit {
-        id: id.to_string(),
-        stage: stage.to_string(),
-        reproducible: files.is_empty(),
-        failure: None,
-        skipped: None,
-        files,
-    })
 }

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::inspect::Detail;
-use super::{AuditReport, FileDiff};
+use super::{AuditReport, FileDiff, StepAudit};
+use crate::runner::guest::GuestMode;
 
 fn detail_text(detail: &Detail) -> String {
     match detail {
@@ -36,13 +37,35 @@ fn file_line(f: &FileDiff) -> String {
     line
 }
 
+/// Where a step was rebuilt, for the reports: a guest step's mode.
+fn rebuilt_in(step: &StepAudit) -> String {
+    match (step.rebuilt_in, step.checkpoint_built_in) {
+        (Some(mode), Some(built)) => format!("{mode} (checkpoint built in {built})"),
+        (Some(mode), None) => mode.to_string(),
+        (None, _) if step.skipped.is_some() => String::new(),
+        (None, _) => "host".into(),
+    }
+}
+
 pub fn text(report: &AuditReport) -> String {
-    let mut out = format!("audit of target {}\nvaried:\n", report.target);
+    let mut out = format!(
+        "audit of target {}: {}\nvaried in host steps:\n",
+        report.target, report.summary.headline
+    );
     for v in &report.variations {
         let _ = writeln!(out, "  {v}");
     }
     for v in &report.not_varied {
         let _ = writeln!(out, "  not varied: {v}");
+    }
+    for guests in &report.guest_variations {
+        let _ = writeln!(out, "varied in guest steps rebuilt in {}:", guests.mode);
+        for v in &guests.variations {
+            let _ = writeln!(out, "  {v}");
+        }
+        for v in &guests.not_varied {
+            let _ = writeln!(out, "  not varied: {v}");
+        }
     }
     for step in &report.steps {
         let verdict = match (&step.skipped, step.reproducible) {
@@ -53,7 +76,12 @@ pub fn text(report: &AuditReport) -> String {
             (None, true) => "reproducible",
             (None, false) => "NOT reproducible",
         };
-        let _ = writeln!(out, "step {}: {verdict}", step.id);
+        let _ = writeln!(
+            out,
+            "step {}: {verdict}, rebuilt in {}",
+            step.id,
+            rebuilt_in(step)
+        );
         if let Some(failure) = &step.failure {
             let _ = writeln!(out, "  {failure}");
         }
@@ -66,14 +94,10 @@ pub fn text(report: &AuditReport) -> String {
             }
         }
     }
-    match &report.first_divergent {
-        Some(step) => {
-            let _ = writeln!(out, "first step that diverges: {step}");
-        }
-        None => {
-            let _ = writeln!(out, "every step is reproducible");
-        }
+    if let Some(step) = &report.first_divergent {
+        let _ = writeln!(out, "first step that diverges: {step}");
     }
+    let _ = writeln!(out, "{}", report.summary.headline);
     out
 }
 
@@ -86,22 +110,44 @@ fn esc(s: &str) -> String {
 
 pub fn html(report: &AuditReport) -> String {
     let mut body = String::new();
-    let summary = match &report.first_divergent {
-        Some(step) => format!(
-            "<p class=\"bad\" id=\"summary\">First step that diverges: <b>{}</b></p>",
-            esc(step)
-        ),
-        None => "<p class=\"good\" id=\"summary\">Every step is reproducible.</p>".to_string(),
+    let summary = &report.summary;
+    let class = match (summary.not_reproducible, summary.not_audited) {
+        (0, 0) => "good",
+        (0, _) => "partial",
+        _ => "bad",
     };
-    body.push_str(&summary);
-    body.push_str("<h2>Variations</h2><ul>");
-    for v in &report.variations {
-        let _ = write!(body, "<li>{}</li>", esc(v));
+    let _ = write!(
+        body,
+        "<p class=\"{class}\" id=\"summary\">{}</p>",
+        esc(&summary.headline)
+    );
+    if let Some(step) = &report.first_divergent {
+        let _ = write!(
+            body,
+            "<p class=\"bad\" id=\"first-divergent\">First step that diverges: <b>{}</b></p>",
+            esc(step)
+        );
     }
-    for v in &report.not_varied {
-        let _ = write!(body, "<li class=\"muted\">not varied: {}</li>", esc(v));
+    let lists = [("host steps", &report.variations, &report.not_varied)]
+        .into_iter()
+        .chain(report.guest_variations.iter().map(|g| {
+            let title = match g.mode {
+                GuestMode::Qemu => "guest steps rebuilt in qemu",
+                GuestMode::Sandbox => "guest steps rebuilt in the sandbox",
+            };
+            (title, &g.variations, &g.not_varied)
+        }));
+    for (title, varied, not_varied) in lists {
+        let _ = write!(body, "<h2>Variations: {title}</h2><ul>");
+        for v in varied {
+            let _ = write!(body, "<li>{}</li>", esc(v));
+        }
+        for v in not_varied {
+            let _ = write!(body, "<li class=\"muted\">not varied: {}</li>", esc(v));
+        }
+        body.push_str("</ul>");
     }
-    body.push_str("</ul><h2>Steps</h2><table><tr><th>step</th><th>stage</th><th>verdict</th><th>files that differ</th></tr>");
+    body.push_str("<h2>Steps</h2><table><tr><th>step</th><th>stage</th><th>verdict</th><th>rebuilt in</th><th>files that differ</th></tr>");
     for step in &report.steps {
         let (class, verdict) = match (&step.skipped, step.reproducible) {
             (Some(_), _) => ("muted", "not audited"),
@@ -110,8 +156,9 @@ pub fn html(report: &AuditReport) -> String {
         };
         let _ = write!(
             body,
-            "<tr class=\"step\" data-step=\"{id}\"><td><a href=\"#step-{id}\">{id}</a></td><td>{}</td><td class=\"{class} verdict\">{verdict}</td><td>{}</td></tr>",
+            "<tr class=\"step\" data-step=\"{id}\"><td><a href=\"#step-{id}\">{id}</a></td><td>{}</td><td class=\"{class} verdict\">{verdict}</td><td class=\"rebuilt-in\">{}</td><td>{}</td></tr>",
             esc(&step.stage),
+            esc(&rebuilt_in(step)),
             step.files.len(),
             id = esc(&step.id)
         );
@@ -151,7 +198,7 @@ pub fn html(report: &AuditReport) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>stagebuild audit: {target}</title>\n<style>\n\
          body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}\n\
          table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .3em .8em; text-align: left; }}\n\
-         .good {{ color: #1a7f37; }} .bad {{ color: #b42318; }} .muted {{ color: #777; }}\n\
+         .good {{ color: #1a7f37; }} .bad {{ color: #b42318; }} .partial {{ color: #9a6700; }} .muted {{ color: #777; }}\n\
          pre.diff {{ background: #f6f8fa; padding: .8em; overflow-x: auto; }}\n\
          .add {{ color: #1a7f37; }} .del {{ color: #b42318; }}\n\
          </style></head>\n<body><h1>Audit of target {target}</h1>\n{body}\n</body></html>\n",

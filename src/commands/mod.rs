@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+mod audit;
 mod book;
 mod build_times;
 mod cache;
@@ -17,10 +18,7 @@ mod shell;
 mod status;
 mod table;
 
-use crate::cli::{
-    AccelChoice, AuditArgs, Cli, Command, DirOrderChoice, GuestChoice, PlanArgs, RunArgs,
-    SandboxChoice,
-};
+use crate::cli::{AccelChoice, Cli, Command, GuestChoice, PlanArgs, RunArgs, SandboxChoice};
 use crate::engine::{Engine, RunOptions};
 use crate::error::{Error, Result};
 use crate::mirror::Mirror;
@@ -29,7 +27,6 @@ use crate::project::Project;
 use crate::report;
 use crate::runner::Cancel;
 use crate::runner::Runners;
-use crate::runner::builddir::DirOrder;
 use crate::runner::guest::built_in_dir;
 use crate::runner::guest_sandbox::GuestSandboxRunner;
 use crate::runner::host::HostRunner;
@@ -72,7 +69,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Plan(args) => plan(&paths, args),
         Command::Status(args) => status::run(&paths, args),
         Command::Report(args) => build_times::report(&paths, args),
-        Command::Audit(args) => audit(&paths, args, cli.max_unpacked),
+        Command::Audit(args) => audit::audit(&paths, args, cli.max_unpacked),
         Command::Mirror(command) => mirror::run(&paths, command),
         Command::Lock(command) => lock::run(&paths, command),
         Command::Init { dir } => {
@@ -107,7 +104,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
+pub(crate) fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
     let namespaces = || -> Result<Box<dyn Sandbox>> {
         let exe = std::env::current_exe().map_err(|e| Error::Host {
             context: "finding stagebuild's own binary".into(),
@@ -134,17 +131,17 @@ fn sandbox(choice: SandboxChoice) -> Result<Box<dyn Sandbox>> {
 
 /// What a building command needs: the project, its state and mirror, a
 /// runner, a reporter and the interrupt flag.
-struct Session {
-    project: Project,
-    state: StateDir,
-    mirror: Mirror,
-    runners: Runners,
-    reporter: Box<dyn report::Reporter>,
-    cancel: Cancel,
+pub(crate) struct Session {
+    pub project: Project,
+    pub state: StateDir,
+    pub mirror: Mirror,
+    pub runners: Runners,
+    pub reporter: Box<dyn report::Reporter>,
+    pub cancel: Cancel,
 }
 
 impl Session {
-    fn open(
+    pub(crate) fn open(
         paths: &Paths,
         choice: SandboxChoice,
         accel: AccelChoice,
@@ -328,63 +325,4 @@ fn plan(paths: &Paths, args: &PlanArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn audit(paths: &Paths, args: &AuditArgs, max_unpacked: u64) -> Result<()> {
-    if !args.target.overrides.is_empty() {
-        return Err(Error::Usage(
-            "audit compares against the recorded run; it takes no --set".into(),
-        ));
-    }
-    let Session {
-        project,
-        state,
-        mirror,
-        mut runners,
-        mut reporter,
-        cancel,
-    } = Session::open(paths, args.sandbox, AccelChoice::Tcg, max_unpacked)?;
-    let jobs = cpus();
-    let dir_order = match args.dir_order {
-        DirOrderChoice::Auto => None,
-        DirOrderChoice::HashSeed => Some(DirOrder::HashSeed),
-        DirOrderChoice::Disorderfs => Some(DirOrder::Disorderfs),
-    };
-    let variation = crate::audit::audit_variation(jobs, dir_order)?;
-    let mut auditor = crate::audit::Auditor {
-        project: &project,
-        state: &state,
-        mirror: &mirror,
-        runners: &mut runners,
-        reporter: reporter.as_mut(),
-        cancel,
-    };
-    let target = &args.target.target;
-    let report = auditor.audit(
-        target,
-        variation,
-        jobs,
-        &std::env::args().collect::<Vec<_>>().join(" "),
-    )?;
-    let dir = auditor.audit_dir(target);
-    drop(reporter);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
-        );
-    } else {
-        print!("{}", crate::audit::report::text(&report));
-        println!(
-            "reports: {} (also report.json, report.txt)",
-            dir.join("report.html").display()
-        );
-    }
-    match report.first_divergent {
-        Some(step) => Err(Error::NotReproducible {
-            step,
-            report: dir.join("report.html"),
-        }),
-        None => Ok(()),
-    }
 }

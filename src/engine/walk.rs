@@ -14,7 +14,6 @@ use crate::error::{Error, Result};
 use crate::plan::{Keys, Plan, PlannedStep};
 use crate::report::{Event, Unusable};
 use crate::runner::{Earlier, StepJob, Variation};
-use crate::target::RunnerKind;
 
 /// What a walk does with each step.
 pub enum Walk<'w> {
@@ -28,14 +27,14 @@ pub enum Walk<'w> {
         scope: Scope,
         forecast: &'w Forecast,
     },
-    /// `audit`: each step of a runner in `kinds` is rebuilt under
+    /// `audit`: each step `chosen` says yes to is rebuilt under
     /// `variation`, in scratch under `dir`, beside its checkpoint, which must
     /// be there and sound. Nothing is committed, discarded or pulled.
     Audit {
         variation: &'w Variation,
         dir: &'w Path,
         jobs: usize,
-        kinds: &'w [RunnerKind],
+        chosen: &'w dyn Fn(&PlannedStep) -> bool,
     },
 }
 
@@ -121,8 +120,8 @@ impl<'a> Engine<'a> {
                     *restore && *pull,
                     *restore,
                 )?,
-                (Walk::Audit { kinds, .. }, _) => {
-                    self.rebuild(plan, planned, &earlier, walk, kinds)?
+                (Walk::Audit { chosen, .. }, _) => {
+                    self.rebuild(plan, planned, &earlier, walk, *chosen)?
                 }
             };
             each(self, planned, &outcome)?;
@@ -169,10 +168,10 @@ impl<'a> Engine<'a> {
         planned: &PlannedStep,
         earlier: &[Earlier],
         walk: &Walk,
-        kinds: &[RunnerKind],
+        chosen: &dyn Fn(&PlannedStep) -> bool,
     ) -> Result<Outcome> {
         let checkpoint = self.reference(planned)?;
-        if !kinds.contains(&planned.chain_step.runner) {
+        if !chosen(planned) {
             return Ok(Outcome::NotRebuilt(checkpoint));
         }
         let job = self.job(plan, planned, earlier, walk)?;

@@ -77,7 +77,7 @@ fn runs(program: &str, arg: &str) -> bool {
 
 /// The hash seed of a step's audit file system, derived from its cache key
 /// so that an audit finding repeats when the audit is run again.
-fn hash_seed(key: &str) -> String {
+pub fn hash_seed(key: &str) -> String {
     let hex =
         crate::digest::hex_sha256(format!("stagebuild audit directory order\n{key}").as_bytes());
     format!(

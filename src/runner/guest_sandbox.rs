@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use nix::sys::personality::Persona;
 
+use super::builddir::BuildDir;
 use super::cancel::Cancel;
 use super::group::{self, Ended};
-use super::guest::{KERNEL, earlier_file, install_copy, own_dirs, root_trees};
+use super::guest::{GuestMode, KERNEL, earlier_file, install_copy, own_dirs, root_trees};
 use super::guest_job::{self, GUEST_PATH};
 use super::job::{Runner, StepJob};
 use super::machine::Machine;
@@ -80,7 +81,7 @@ impl Runner for GuestSandboxRunner {
             )));
         }
         fresh_dir(&job.work)?;
-        for dir in ["extras", "build", "out", "tmp"] {
+        for dir in ["extras", "out", "tmp"] {
             fs::create_dir(job.work.join(dir))
                 .io_context(|| format!("creating {}", job.work.join(dir).display()))?;
         }
@@ -118,16 +119,22 @@ impl Runner for GuestSandboxRunner {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
         };
-        let build = guest_job::prepare(job, &tools)?;
+        // An audit may list the build directory's entries in another order,
+        // as for a host step.
+        let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
+        let (mut build_dir, build_note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
+        guest_job::prepare(job, &tools, GuestMode::Sandbox)?;
+        let build = build_dir.show()?;
         let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;
         let spec = spec(job, &root, &build)?;
         let argv = self.sandbox.command(&spec);
         note(format!(
             "# stagebuild step {id} in sandbox mode ({}), as its guest would run it: {}\n\
-             # key {}\n# {}",
+             # key {}\n{}# {}",
             self.sandbox.name(),
             machine.name(),
             job.planned.key,
+            build_note.map_or_else(String::new, |note| format!("# {note}\n")),
             shell::words(&argv)
         ))?;
         let timeout = chain_step
@@ -163,7 +170,7 @@ impl Runner for GuestSandboxRunner {
         }
         record_machine(job, machine)?;
         remove_tree(&root)?;
-        fresh_dir(&build)
+        build_dir.remove()
     }
 }
 
@@ -184,7 +191,7 @@ impl GuestSandboxRunner {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
         };
-        let build = guest_job::prepare(job, &tools)?;
+        let build = guest_job::prepare(job, &tools, GuestMode::Sandbox)?;
         let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;
         let mut spec = spec(job, &root, &build)?;
         spec.argv = vec!["/bin/sh".into(), "-c".into(), AGENT_SHELL.into()];
@@ -241,8 +248,11 @@ fn make_root(work: &Path, trees: &[PathBuf], agent_file: &Path) -> Result<PathBu
 /// The sandbox: each top-level entry of `root` read-only at `/` (the
 /// sandbox's own root is an empty tmpfs made read-only, so nothing else is
 /// there), then what the agent mounts or makes writable. `/tmp` is the
-/// step's own directory, with the mode of the guest's tmpfs.
+/// step's own directory, with the mode of the guest's tmpfs. An audit's
+/// build path binds the build directory there too (the agent's commands
+/// read `/build/.stagebuild`), and its hostname names the sandbox's host.
 fn spec(job: &StepJob, root: &Path, build: &Path) -> Result<SandboxSpec> {
+    let variation = job.variation.clone().unwrap_or_default();
     let mut names: Vec<String> = fs::read_dir(root)
         .io_context(|| format!("reading {}", root.display()))?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -276,6 +286,12 @@ fn spec(job: &StepJob, root: &Path, build: &Path) -> Result<SandboxSpec> {
             dst: "/stagebuild/out".into(),
         },
     ]);
+    if let Some(varied) = &variation.build_root {
+        mounts.push(Mount::Bind {
+            src: build.to_path_buf(),
+            dst: varied.into(),
+        });
+    }
     Ok(SandboxSpec {
         mounts,
         env: [("HOME", "/"), ("TERM", "linux"), ("PATH", GUEST_PATH)]
@@ -284,7 +300,7 @@ fn spec(job: &StepJob, root: &Path, build: &Path) -> Result<SandboxSpec> {
             .collect(),
         cwd: "/".into(),
         // The kernel's default: the agent sets no hostname.
-        hostname: "(none)".into(),
+        hostname: variation.hostname.unwrap_or_else(|| "(none)".into()),
         umask: 0o022,
         argv: vec!["/bin/sh".into(), "-c".into(), AGENT_STEP.into()],
     })

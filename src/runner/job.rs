@@ -66,6 +66,8 @@ pub struct Variation {
     pub jobs: Option<usize>,
     /// libfaketime and its FAKETIME setting, to move the wall clock.
     pub faketime: Option<(PathBuf, String)>,
+    /// How far ahead a guest's clock starts (qemu's `-rtc base`), in days.
+    pub clock_ahead_days: Option<u32>,
     /// How directories in the build directory list their entries differently.
     pub dir_order: Option<builddir::DirOrder>,
 }

@@ -7,6 +7,7 @@ pub mod group;
 pub mod guest;
 pub mod guest_job;
 pub mod guest_sandbox;
+pub mod guest_variation;
 pub mod host;
 pub mod job;
 pub mod kexec;

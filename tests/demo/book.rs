@@ -82,7 +82,7 @@ fn chromium(args: &[&str], page: &Path) -> std::process::Output {
     out
 }
 
-fn dom(page: &Path) -> String {
+pub(super) fn dom(page: &Path) -> String {
     String::from_utf8(chromium(&["--dump-dom"], page).stdout).unwrap()
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::basedisk::BaseDisks;
 use crate::error::{IoContext, Result};
-use crate::runner::guest::{Backing, DISK, backing};
+use crate::runner::guest::{Backing, DISK, GuestMode, backing};
 use crate::runner::job::StepJob;
 use crate::runner::tool::run_tool;
 use crate::sandbox::Sandbox;
@@ -101,7 +101,7 @@ pub fn make_job(job: &StepJob, sandbox: &dyn Sandbox, max_unpacked: u64) -> Resu
         sandbox,
         max_unpacked,
     };
-    let build = crate::runner::guest_job::prepare(job, &tools)?;
+    let build = crate::runner::guest_job::prepare(job, &tools, GuestMode::Qemu)?;
     pack_job(job, &build)
 }
 
@@ -126,4 +126,33 @@ pub fn make_out(job: &StepJob, size_mib: u32) -> Result<PathBuf> {
         .and_then(|f| f.set_len(u64::from(size_mib) << 20))
         .io_context(|| format!("creating {}", out_disk.display()))?;
     Ok(out_disk)
+}
+
+/// The disk an audit's guest builds on (serial [`crate::runner::guest_variation::SCRATCH_SERIAL`]): an
+/// empty, sparse ext4 of `size_mib` whose hash seed follows the step's key,
+/// so its directories list in another order than the root's, and the same
+/// order when the audit is run again.
+pub fn make_scratch(job: &StepJob, size_mib: u32) -> Result<PathBuf> {
+    let disk = job.work.join("audit.ext4");
+    fs::File::create(&disk)
+        .and_then(|f| f.set_len(u64::from(size_mib) << 20))
+        .io_context(|| format!("creating {}", disk.display()))?;
+    let seed = crate::runner::builddir::hash_seed(&job.planned.key);
+    run_tool(
+        Command::new("mke2fs")
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-O",
+                "^has_journal",
+                "-m",
+                "0",
+                "-E",
+            ])
+            .arg(format!("hash_seed={seed}"))
+            .arg(&disk),
+    )?;
+    Ok(disk)
 }

@@ -157,6 +157,18 @@ impl Runner for VmRunner {
         let root = disks::make_root(job, &settings, &self.bases, &self.agent)?;
         let job_disk = disks::make_job(job, self.sandbox.as_ref(), self.max_unpacked)?;
         let out_disk = disks::make_out(job, settings.disk)?;
+        // An audit's rebuild: a disk of its own to build on, and a clock ahead.
+        let variation = job.variation.clone().unwrap_or_default();
+        let scratch = match variation.build_root {
+            Some(_) => Some(disks::make_scratch(job, settings.disk)?),
+            None => None,
+        };
+        let rtc_base = variation.clock_ahead_days.map(|days| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            super::guest_variation::rtc_base(now, days)
+        });
 
         let console = job.log.with_extension("console.log");
         crate::logs::keep_earlier(&console)?;
@@ -193,6 +205,8 @@ impl Runner for VmRunner {
             console: &console,
             work: &job.work,
             interactive: false,
+            scratch: scratch.as_deref(),
+            rtc_base,
         }
         .start()?;
         let kexec_step = chain_step.step.definition.kexec.is_some();
@@ -221,7 +235,10 @@ impl Runner for VmRunner {
         root.detach()?;
         fs::write(job.extras().join(KERNEL), format!("{ended_in}\n"))
             .io_context(|| "recording the guest's kernel")?;
-        for scratch in [job_disk, out_disk] {
+        for scratch in [Some(job_disk), Some(out_disk), scratch]
+            .into_iter()
+            .flatten()
+        {
             let _ = fs::remove_file(scratch);
         }
         fresh_dir(&job.work.join("build"))

@@ -13,6 +13,7 @@ use super::console;
 use crate::error::{IoContext, Result};
 use crate::qmp::Qmp;
 use crate::runner::guest::command_line;
+use crate::runner::guest_variation::SCRATCH_SERIAL;
 use crate::target::VmSettings;
 
 /// The name the agent looks for among the virtio-serial ports.
@@ -82,6 +83,10 @@ pub struct Boot<'a> {
     pub out: &'a Path,
     /// Where the guest's console is written.
     pub console: &'a Path,
+    /// An audit's: the disk to build on, and where the guest's clock starts
+    /// (`-rtc base=`, UTC).
+    pub scratch: Option<&'a Path>,
+    pub rtc_base: Option<String>,
     /// Where qemu's sockets are made.
     pub work: &'a Path,
     /// The guest's console on stagebuild's terminal (`stagebuild shell`),
@@ -210,14 +215,21 @@ impl Boot<'_> {
         if let Some(initrd) = self.initrd {
             cmd.arg("-initrd").arg(initrd);
         }
+        if let Some(base) = &self.rtc_base {
+            cmd.arg("-rtc").arg(format!("base={base}"));
+        }
         // The root disk passes the guest's discards through (it mounts ext4
         // with -o discard), so a build tree deleted in the guest does not
         // stay allocated in the step's overlay.
+        let scratch = (self.scratch).map(|disk| ("audit", disk, "raw", SCRATCH_SERIAL, false));
         for (node, file, format, serial, read_only) in [
             ("root", self.root, "qcow2", "root", false),
             ("job", self.job, "raw", "job", true),
             ("out", self.out, "raw", "out", false),
-        ] {
+        ]
+        .into_iter()
+        .chain(scratch)
+        {
             let access = if read_only {
                 "read-only=on"
             } else {

@@ -15,7 +15,7 @@ use super::VmRunner;
 use super::disks::{self, BACKING};
 use super::qemu::Boot;
 use crate::error::{Error, IoContext, Result};
-use crate::runner::guest::{Backing, DISK, backing, earlier_file};
+use crate::runner::guest::{Backing, DISK, GuestMode, backing, earlier_file};
 use crate::runner::guest_job;
 use crate::runner::job::StepJob;
 use crate::runner::shell::quote;
@@ -63,7 +63,7 @@ impl VmRunner {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
         };
-        let build = guest_job::prepare(job, &tools)?;
+        let build = guest_job::prepare(job, &tools, GuestMode::Qemu)?;
         let meta = build.join(".stagebuild");
         fs::rename(meta.join("step.sh"), meta.join("script.sh"))
             .io_context(|| "keeping the step's script")?;
@@ -88,6 +88,8 @@ impl VmRunner {
             console: &console,
             work: &job.work,
             interactive: true,
+            scratch: None,
+            rtc_base: None,
         }
         .start()?;
         let (mut qemu, mut qmp, mut ctl) = (started.qemu, started.qmp, started.ctl);
