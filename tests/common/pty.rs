@@ -20,6 +20,16 @@ pub struct Session {
 impl Session {
     pub fn spawn(command: &mut Command) -> Session {
         let pty = nix::pty::openpty(None, None).unwrap();
+        // Neither end may leak into other children (tests run side by side):
+        // a child holding the master would keep the terminal open after
+        // the test, and its shell would wait on it for ever.
+        for fd in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .unwrap();
+        }
         let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         command
             .stdin(slave(&pty.slave))
@@ -101,6 +111,16 @@ impl Session {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Session {
+    /// A test that fails half-way leaves no program behind on its terminal.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
