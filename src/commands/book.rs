@@ -45,15 +45,7 @@ pub fn explain(paths: &Paths, args: &ExplainArgs) -> Result<()> {
     let project = Project::open(&paths.project)?;
     let target = match &args.target {
         Some(target) => target.clone(),
-        None => match project.target_names().as_slice() {
-            [only] => only.clone(),
-            names => {
-                return Err(Error::Usage(format!(
-                    "which target? pass --target (targets: {})",
-                    names.join(", ")
-                )));
-            }
-        },
+        None => target_of_step(&project, args)?,
     };
     let state = StateDir::open(paths.state.clone())?;
     let loaded = Book::load(&project, &state, &target, &args.overrides)?;
@@ -69,4 +61,38 @@ pub fn explain(paths: &Paths, args: &ExplainArgs) -> Result<()> {
     let page = book::page::render(&loaded, step);
     print!("{}", book::explain::render(&page, color));
     Ok(())
+}
+
+/// The one target whose chain has the step, when `--target` is not given.
+fn target_of_step(project: &Project, args: &ExplainArgs) -> Result<String> {
+    let names = project.target_names();
+    if let [only] = names.as_slice() {
+        // Its own message names the steps it has.
+        return Ok(only.clone());
+    }
+    let having: Vec<&String> = names
+        .iter()
+        .filter(|t| {
+            project
+                .chain(t, &args.overrides)
+                .is_ok_and(|c| c.steps.iter().any(|s| s.id == args.step))
+        })
+        .collect();
+    match having.as_slice() {
+        [only] => Ok((*only).clone()),
+        [] => Err(Error::Usage(format!(
+            "no target has a step {:?} (targets: {})",
+            args.step,
+            names.join(", ")
+        ))),
+        several => Err(Error::Usage(format!(
+            "which target? step {:?} is in {}: pass --target",
+            args.step,
+            several
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
 }
