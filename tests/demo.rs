@@ -259,10 +259,26 @@ fn demo_plan_after_editing_busybox_invalidates_it_and_what_follows() {
 fn import_adopts_debian_orig_tarballs_by_checksum_whatever_their_names() {
     let lock = fs::read_to_string(repo().join("sources.lock")).unwrap();
     let debian = scratch("debian-origs");
+    // The lock holds the azurelinux chain's sources too; the mirror the demo
+    // tests are given need only hold the demo's, so ask which those are.
+    let verify = stagebuild(&scratch("import-state"))
+        .args(["mirror", "verify", "--target", "demo", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&verify.get_output().stdout).unwrap();
+    let demo_sources: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file[0].as_str().unwrap())
+        .collect();
     // The demo's sources under the names Debian's archive gives them.
     let mut expected = Vec::new();
     for block in lock.split("\n  - name: ").skip(1) {
         let name = block.lines().next().unwrap().trim();
+        if !demo_sources.contains(&name) {
+            continue;
+        }
         let Some(orig) = block
             .split("file: ")
             .nth(1)
