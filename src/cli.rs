@@ -126,6 +126,13 @@ pub struct RunArgs {
     /// later step, or the run says which it invalidates.
     #[arg(long, value_name = "STEP", conflicts_with_all = ["fresh", "update_checksums"])]
     pub only: Option<String>,
+    /// Re-hash every file of each checkpoint restored. Without it, a file is
+    /// hashed only if its inode, size or modification time changed since the
+    /// checkpoint was committed (any write moves the time), so a no-op rerun
+    /// reads metadata, not gigabytes; --verify also finds damage no write
+    /// made (a failing disk, or a time set back on purpose).
+    #[arg(long)]
+    pub verify: bool,
     /// Record every step's output manifest in steps/targets/TARGET.outputs (instead of checking against it).
     #[arg(long)]
     pub update_checksums: bool,

@@ -35,6 +35,7 @@ pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod schema;
+pub mod stamps;
 pub mod state;
 pub mod statefs;
 pub mod step;

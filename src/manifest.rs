@@ -1,5 +1,6 @@
 //! Per-file manifests of a directory tree: what a checkpoint promises to hold.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::reader_sha256;
 use crate::opendir::{Kind, OpenDir};
+use crate::stamps::Stamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,16 +50,39 @@ pub enum ManifestError {
 /// recorded as a link and never followed, by the kernel's word
 /// ([`OpenDir`]), not by a check made before the open.
 pub fn of_tree(root: &Path) -> Result<Vec<Entry>, ManifestError> {
-    let mut entries = Vec::new();
+    Ok(of_tree_stamped(root, &|_, _| None)?.0)
+}
+
+/// A file's sha256 as it was when its stamp was taken, if the stamp still
+/// holds: then the file is not read.
+pub type Known<'k> = dyn Fn(&str, &Stamp) -> Option<String> + 'k;
+
+/// [`of_tree`], with each file's stamp, taking a file's sha256 from `known`
+/// when it has it instead of reading the file.
+pub fn of_tree_stamped(
+    root: &Path,
+    known: &Known,
+) -> Result<(Vec<Entry>, BTreeMap<String, Stamp>), ManifestError> {
+    let mut walked = Walked {
+        entries: Vec::new(),
+        stamps: BTreeMap::new(),
+        known,
+    };
     let top = OpenDir::open(root).map_err(|source| ManifestError::Io {
         path: String::new(),
         source,
     })?;
-    walk(&top, "", &mut entries)?;
-    Ok(entries)
+    walk(&top, "", &mut walked)?;
+    Ok((walked.entries, walked.stamps))
 }
 
-fn walk(dir: &OpenDir, prefix: &str, out: &mut Vec<Entry>) -> Result<(), ManifestError> {
+struct Walked<'k> {
+    entries: Vec<Entry>,
+    stamps: BTreeMap<String, Stamp>,
+    known: &'k Known<'k>,
+}
+
+fn walk(dir: &OpenDir, prefix: &str, walked: &mut Walked) -> Result<(), ManifestError> {
     let io_err = |path: &str, source| ManifestError::Io {
         path: path.to_string(),
         source,
@@ -72,7 +97,7 @@ fn walk(dir: &OpenDir, prefix: &str, out: &mut Vec<Entry>) -> Result<(), Manifes
         match kind {
             Kind::Symlink => {
                 let target = dir.read_link(&os_name).map_err(|e| io_err(&rel, e))?;
-                out.push(Entry {
+                walked.entries.push(Entry {
                     path: rel,
                     kind: FileKind::Symlink,
                     mode: 0o777,
@@ -82,7 +107,7 @@ fn walk(dir: &OpenDir, prefix: &str, out: &mut Vec<Entry>) -> Result<(), Manifes
                 });
             }
             Kind::Dir => {
-                out.push(Entry {
+                walked.entries.push(Entry {
                     path: rel.clone(),
                     kind: FileKind::Dir,
                     mode,
@@ -91,14 +116,19 @@ fn walk(dir: &OpenDir, prefix: &str, out: &mut Vec<Entry>) -> Result<(), Manifes
                     link: None,
                 });
                 let sub = dir.dir(&os_name).map_err(|e| io_err(&rel, e))?;
-                walk(&sub, &format!("{rel}/"), out)?;
+                walk(&sub, &format!("{rel}/"), walked)?;
             }
             Kind::File => {
-                let (sha256, size) = dir
-                    .file(&os_name)
-                    .and_then(|mut f| reader_sha256(&mut f))
-                    .map_err(|e| io_err(&rel, e))?;
-                out.push(Entry {
+                let stamp = Stamp::of_stat(&stat);
+                let (sha256, size) = match (walked.known)(&rel, &stamp) {
+                    Some(sha256) => (sha256, stamp.size),
+                    None => dir
+                        .file(&os_name)
+                        .and_then(|mut f| reader_sha256(&mut f))
+                        .map_err(|e| io_err(&rel, e))?,
+                };
+                walked.stamps.insert(rel.clone(), stamp);
+                walked.entries.push(Entry {
                     path: rel,
                     kind: FileKind::File,
                     mode,

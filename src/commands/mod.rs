@@ -219,6 +219,7 @@ fn run(cli: &Cli, paths: &Paths, args: &RunArgs) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         until: args.until.clone(),
         only: args.only.clone(),
+        verify: args.verify,
     };
     let mut shared = cache::for_run(&paths.project, cli.cache.as_deref(), &state)?;
     let mut no_cache = crate::cache::NoCache;

@@ -218,6 +218,7 @@ impl Fixture {
             command: "engine test".into(),
             until: until.map(str::to_string),
             only: only.map(str::to_string),
+            verify: how.contains(&"verify"),
         };
         let project = Project::open(&self.project()).unwrap();
         let state = self.state();

@@ -20,6 +20,7 @@ pub use scope::Scope;
 pub use walk::{Outcome, Walk};
 
 use crate::cache::CheckpointCache;
+use crate::checkpoint::Trust;
 use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
 use crate::mirror::Mirror;
@@ -45,6 +46,9 @@ pub struct RunOptions {
     pub until: Option<String>,
     /// `--only STEP`: build this step alone, against the checkpoints before it.
     pub only: Option<String>,
+    /// `--verify`: re-hash every file of every checkpoint restored, instead
+    /// of trusting the stamps of files nothing has written to since.
+    pub verify: bool,
 }
 
 pub struct Summary {
@@ -107,6 +111,10 @@ impl Engine<'_> {
             jobs: opts.jobs,
             pull: !opts.fresh,
             restore: !opts.fresh,
+            trust: match opts.verify {
+                true => Trust::Nothing,
+                false => Trust::Stamps,
+            },
             scope,
             forecast: &forecast,
         };

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::{Engine, Outcome, Walk};
-use crate::checkpoint::output_of_tree;
+use crate::checkpoint::{Trust, output_of_tree};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlannedStep};
 use crate::report::Event;
@@ -23,8 +23,9 @@ impl Engine<'_> {
         plan: &Plan,
         planned: &PlannedStep,
         earlier: &[Earlier],
+        trust: Trust,
     ) -> Result<Outcome> {
-        match self.restore(planned, earlier, false)? {
+        match self.restore(planned, earlier, false, trust)? {
             Some(checkpoint) => {
                 self.reporter.event(Event::StepRestored {
                     index: planned.index,

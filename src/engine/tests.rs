@@ -138,6 +138,28 @@ fn a_damaged_checkpoint_is_discarded_with_a_warning_and_rebuilt() {
 }
 
 #[test]
+fn run_verify_finds_damage_that_left_the_files_stamp_as_it_was() {
+    let f = Fixture::new();
+    f.run(&[]).result.unwrap();
+    f.ran();
+    let key = f.recorded("b").unwrap();
+    let file = f.state().store().dir(&key).join("tree/share/out");
+    let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+    fs::write(&file, "b 2\n").unwrap();
+    let same = fs::OpenOptions::new().write(true).open(&file).unwrap();
+    same.set_times(fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    let verified = f.run(&["resume", "verify"]);
+    verified.result.unwrap();
+    match discarded(&verified.events)[..] {
+        [("b", Unusable::Damaged(why))] => assert!(why.contains("share/out differs"), "{why}"),
+        ref other => panic!("{other:?}"),
+    }
+    assert_eq!(f.ran(), ["b"]);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "b 1\n");
+}
+
+#[test]
 fn a_checkpoint_its_runner_rejects_is_discarded_and_rebuilt() {
     let f = Fixture::new();
     f.run(&[]).result.unwrap();

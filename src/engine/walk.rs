@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::Engine;
 use super::forecast::Forecast;
 use super::scope::Scope;
-use crate::checkpoint::{Built, Checkpoint, Corrupt, Meta};
+use crate::checkpoint::{Built, Checkpoint, Corrupt, Meta, Trust};
 use crate::error::{Error, Result};
 use crate::plan::{Keys, Plan, PlannedStep};
 use crate::report::{Event, Unusable};
@@ -24,6 +24,8 @@ pub enum Walk<'w> {
         jobs: usize,
         pull: bool,
         restore: bool,
+        /// What restoring a checkpoint takes on trust (`--verify`: nothing).
+        trust: Trust,
         scope: Scope,
         forecast: &'w Forecast,
     },
@@ -102,8 +104,8 @@ impl<'a> Engine<'a> {
                 });
             }
             let outcome = match (walk, scope) {
-                (Walk::Run { .. }, Scope::Only(only)) if planned.index < only => {
-                    self.restore_before_only(plan, planned, &earlier)?
+                (Walk::Run { trust, .. }, Scope::Only(only)) if planned.index < only => {
+                    self.restore_before_only(plan, planned, &earlier, *trust)?
                 }
                 (Walk::Run { .. }, Scope::Only(_)) => {
                     let later = (planned.index + 1..keys.len())
@@ -112,13 +114,21 @@ impl<'a> Engine<'a> {
                         .collect();
                     self.build_only(plan, planned, &earlier, walk, later)?
                 }
-                (Walk::Run { pull, restore, .. }, _) => self.restore_or_build(
+                (
+                    Walk::Run {
+                        pull,
+                        restore,
+                        trust,
+                        ..
+                    },
+                    _,
+                ) => self.restore_or_build(
                     plan,
                     planned,
                     &earlier,
                     walk,
                     *restore && *pull,
-                    *restore,
+                    restore.then_some(*trust),
                 )?,
                 (Walk::Audit { chosen, .. }, _) => {
                     self.rebuild(plan, planned, &earlier, walk, *chosen)?
@@ -138,12 +148,12 @@ impl<'a> Engine<'a> {
         earlier: &[Earlier],
         walk: &Walk,
         pull: bool,
-        restore: bool,
+        restore: Option<Trust>,
     ) -> Result<Outcome> {
         let (index, total, id) = (planned.index, plan.steps.len(), planned.id());
         let restored = match restore {
-            true => self.restore(planned, earlier, pull)?,
-            false => None,
+            Some(trust) => self.restore(planned, earlier, pull, trust)?,
+            None => None,
         };
         if let Some(checkpoint) = restored {
             self.reporter.event(Event::StepRestored {
@@ -206,6 +216,7 @@ impl<'a> Engine<'a> {
         planned: &PlannedStep,
         earlier: &[Earlier],
         pull: bool,
+        trust: Trust,
     ) -> Result<Option<Checkpoint>> {
         let id = planned.id().to_string();
         let store = self.state.store();
@@ -219,7 +230,7 @@ impl<'a> Engine<'a> {
                 }),
             }
         }
-        let why = match store.load(&planned.key) {
+        let why = match store.load_trusting(&planned.key, trust) {
             Ok(None) => return Ok(None),
             // A checkpoint may be sound and still not fit what came before
             // it: a VM step's disk is an overlay on the previous step's.

@@ -1,5 +1,6 @@
 //! The checkpoint store: each step's output tree, committed atomically under
-//! its cache key, with a per-file manifest that is verified on every load.
+//! its cache key, with a per-file manifest that is verified on every load
+//! (trusting [stamps](crate::stamps) for unchanged files when asked to).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::manifest::{self, Entry};
 use crate::record::KeyInputs;
+use crate::stamps::{self, Stamp, Stamps};
 
 /// What a checkpoint says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,15 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     /// The step's output files.
     pub tree: PathBuf,
+}
+
+/// What a load may take on trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// A file's stamp, unchanged since the commit, for its content.
+    Stamps,
+    /// Nothing: every file is hashed (`run --verify`, audits, pushes).
+    Nothing,
 }
 
 /// Why a checkpoint on disk cannot be used.
@@ -95,10 +106,11 @@ impl Store {
     /// complete one: everything is assembled in a staging directory, synced,
     /// then renamed into place.
     pub fn commit(&self, out: &Path, extras: Option<&Path>, mut meta: Meta) -> Result<Checkpoint> {
-        let manifest = manifest::of_tree(out).map_err(|e| Error::Output {
-            step: meta.step.clone(),
-            problem: e.to_string(),
-        })?;
+        let (manifest, tree_stamps) =
+            manifest::of_tree_stamped(out, &|_, _| None).map_err(|e| Error::Output {
+                step: meta.step.clone(),
+                problem: e.to_string(),
+            })?;
         let manifest_json = manifest_bytes(&manifest);
         meta.manifest_sha256 = hex_sha256(&manifest_json);
 
@@ -109,6 +121,7 @@ impl Store {
         fsutil::fresh_dir(&staging)?;
         fs::rename(out, staging.join("tree"))
             .io_context(|| format!("moving {} into the store", out.display()))?;
+        let mut extra_stamps = std::collections::BTreeMap::new();
         if let Some(extras) = extras.filter(|e| e.is_dir()) {
             for entry in
                 fs::read_dir(extras).io_context(|| format!("reading {}", extras.display()))?
@@ -133,6 +146,9 @@ impl Store {
                     file_sha256(&path).io_context(|| format!("reading {}", path.display()))?;
                 fs::rename(&path, staging.join(&name))
                     .io_context(|| format!("moving {} into the store", path.display()))?;
+                if let Some(stamp) = Stamp::of_path(&staging.join(&name)) {
+                    extra_stamps.insert(name.clone(), stamp);
+                }
                 meta.extras.insert(name, sha256);
             }
         }
@@ -148,6 +164,16 @@ impl Store {
             let path = staging.join(name);
             fs::write(&path, bytes).io_context(|| format!("writing {}", path.display()))?;
         }
+        // meta.json was written after every file was hashed: its time is
+        // the tick from which a write could go unnoticed by a stamp.
+        let hashed = Stamp::of_path(&staging.join("meta.json")).map_or((i64::MIN, 0), |s| s.mtime);
+        let stamps = Stamps {
+            tree: tree_stamps,
+            extras: extra_stamps,
+        }
+        .settled(hashed);
+        let path = staging.join(stamps::FILE);
+        fs::write(&path, stamps.to_bytes()).io_context(|| format!("writing {}", path.display()))?;
         // One syncfs covers every file of the tree, far cheaper than an fsync each.
         let dir =
             fs::File::open(&staging).io_context(|| format!("opening {}", staging.display()))?;
@@ -174,8 +200,23 @@ impl Store {
     }
 
     /// Loads and verifies a checkpoint: its meta, its manifest's checksum, and
-    /// every file of its tree against the manifest.
+    /// every file of its tree (and each extra) against the manifest, hashing
+    /// every one.
     pub fn load(&self, key: &str) -> Result<Option<Checkpoint>, Corrupt> {
+        self.load_with(key, Stamps::default())
+    }
+
+    /// [`Store::load`], but with [`Trust::Stamps`] a file whose stamp is as
+    /// it was when the checkpoint was committed is taken to hold what the
+    /// manifest says without being read: a run's no-op and resume paths.
+    pub fn load_trusting(&self, key: &str, trust: Trust) -> Result<Option<Checkpoint>, Corrupt> {
+        match trust {
+            Trust::Stamps => self.load_with(key, Stamps::read(&self.dir(key))),
+            Trust::Nothing => self.load(key),
+        }
+    }
+
+    fn load_with(&self, key: &str, stamps: Stamps) -> Result<Option<Checkpoint>, Corrupt> {
         let dir = self.dir(key);
         if !dir.exists() {
             return Ok(None);
@@ -194,12 +235,29 @@ impl Store {
         let manifest: Vec<Entry> = serde_json::from_slice(&manifest_json)
             .map_err(|e| Corrupt(format!("manifest.json: {e}")))?;
         let tree = dir.join("tree");
-        let actual = manifest::of_tree(&tree).map_err(|e| Corrupt(e.to_string()))?;
+        let expected: std::collections::HashMap<&str, &str> = manifest
+            .iter()
+            .filter_map(|e| Some((e.path.as_str(), e.sha256.as_deref()?)))
+            .collect();
+        let known = |path: &str, stamp: &Stamp| {
+            (stamps.tree.get(path) == Some(stamp))
+                .then(|| expected.get(path).map(|s| s.to_string()))?
+        };
+        let (actual, _) =
+            manifest::of_tree_stamped(&tree, &known).map_err(|e| Corrupt(e.to_string()))?;
         if let Some(diff) = manifest::first_difference(&manifest, &actual) {
             return Err(Corrupt(diff));
         }
         for (name, sha256) in &meta.extras {
-            match file_sha256(&dir.join(name)) {
+            let path = dir.join(name);
+            if stamps
+                .extras
+                .get(name)
+                .is_some_and(|s| Stamp::of_path(&path) == Some(*s))
+            {
+                continue;
+            }
+            match file_sha256(&path) {
                 Ok((actual, _)) if &actual == sha256 => {}
                 Ok(_) => return Err(Corrupt(format!("{name} differs"))),
                 Err(e) => return Err(Corrupt(format!("{name}: {e}"))),
@@ -242,109 +300,4 @@ pub fn output_of_tree(tree: &Path) -> std::result::Result<String, manifest::Mani
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(key: &str) -> Meta {
-        let inputs = KeyInputs {
-            definition: "d".into(),
-            sources: "s".into(),
-            patches: "p".into(),
-            files: "f".into(),
-            runner: "r".into(),
-            earlier: String::new(),
-        };
-        Meta {
-            key: key.into(),
-            step: "x".into(),
-            name: "x".into(),
-            version: "1".into(),
-            stage: "host".into(),
-            runner: "host".into(),
-            inputs,
-            manifest_sha256: String::new(),
-            extras: Default::default(),
-            built: None,
-        }
-    }
-
-    #[test]
-    fn commit_then_load_and_detect_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("checkpoints"), dir.path().join("tmp"));
-        let out = dir.path().join("out");
-        fs::create_dir_all(out.join("usr/bin")).unwrap();
-        fs::write(out.join("usr/bin/tool"), b"binary").unwrap();
-
-        let committed = store.commit(&out, None, meta("k1")).unwrap();
-        assert!(!out.exists(), "the output is moved, not copied");
-        assert!(store.exists("k1"));
-        let loaded = store.load("k1").unwrap().unwrap();
-        assert_eq!(loaded.manifest, committed.manifest);
-        assert_eq!(loaded.manifest.len(), 3);
-
-        fs::write(loaded.tree.join("usr/bin/tool"), b"binarx").unwrap();
-        assert_eq!(
-            store.load("k1").unwrap_err(),
-            Corrupt("usr/bin/tool differs".into())
-        );
-
-        store.discard("k1").unwrap();
-        assert!(store.load("k1").unwrap().is_none());
-    }
-
-    #[test]
-    fn a_meta_without_build_time_still_loads_and_one_with_it_keeps_it() {
-        let mut old = serde_json::to_value(meta("k")).unwrap();
-        assert!(old.get("built").is_none(), "absent when unknown: {old}");
-        old.as_object_mut().unwrap().remove("built");
-        let read: Meta = serde_json::from_value(old).unwrap();
-        assert_eq!(read.built, None);
-        let mut timed = meta("k");
-        timed.built = Some(Built {
-            runner: "vm (qemu)".into(),
-            millis: 34_700,
-        });
-        let back: Meta = serde_json::from_slice(&serde_json::to_vec(&timed).unwrap()).unwrap();
-        assert_eq!(back, timed);
-    }
-
-    #[test]
-    fn a_truncated_manifest_is_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("c"), dir.path().join("t"));
-        let out = dir.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        fs::write(out.join("f"), b"x").unwrap();
-        store.commit(&out, None, meta("k")).unwrap();
-        let manifest = store.dir("k").join("manifest.json");
-        let bytes = fs::read(&manifest).unwrap();
-        fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(store.load("k").unwrap_err().0.contains("checksum"));
-    }
-
-    #[test]
-    fn an_output_whose_links_lead_out_is_committed_and_discarded_without_following_them() {
-        use std::os::unix::fs::symlink;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path().join("c"), dir.path().join("t"));
-        let outside = dir.path().join("outside");
-        fs::create_dir_all(outside.join("sub")).unwrap();
-        fs::write(outside.join("sub/keep"), "keep").unwrap();
-        let out = dir.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        symlink(&outside, out.join("abs")).unwrap();
-        symlink(".", out.join("a")).unwrap();
-        symlink("a/../outside/sub", out.join("up")).unwrap();
-        let committed = store.commit(&out, None, meta("k")).unwrap();
-        assert_eq!(
-            committed.manifest.len(),
-            3,
-            "three links, nothing behind them"
-        );
-        assert!(store.load("k").unwrap().is_some());
-        store.discard("k").unwrap();
-        assert_eq!(fs::read(outside.join("sub/keep")).unwrap(), b"keep");
-        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
-    }
-}
+mod tests;
