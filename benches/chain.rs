@@ -22,34 +22,14 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+mod support;
+use support::{median, secs, step_file, target_file, timed, write};
+
 const ROUNDS: usize = 3;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-/// Runs a command and returns how long it took; it must end with `code`.
-fn timed(cmd: &mut Command, code: i32) -> Duration {
-    let started = Instant::now();
-    let out = cmd.output().expect("runs");
-    let took = started.elapsed();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
-}
 
 struct Bench {
     stagebuild: PathBuf,
@@ -77,31 +57,6 @@ fn checkpoint(state: &Path, target: &str, step: &str) -> PathBuf {
     .unwrap();
     let key = record["steps"][step]["key"].as_str().unwrap();
     state.join("checkpoints").join(key)
-}
-
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn step_file(dir: &Path, name: &str, extra: &str, build: &str) {
-    write(
-        &dir.join("steps").join(format!("{name}.yaml")),
-        &format!(
-            "name: {name}\nversion: \"1\"\ndescription: A benchmark step.\n{extra}build: |\n{}",
-            build
-                .lines()
-                .map(|l| format!("  {l}\n"))
-                .collect::<String>()
-        ),
-    );
-}
-
-fn target_file(dir: &Path, name: &str, stages: &str) {
-    write(
-        &dir.join("steps/targets").join(format!("{name}.yaml")),
-        &format!("name: {name}\nsource_date_epoch: 1672531200\nstages:\n{stages}"),
-    );
 }
 
 /// A tar of the demo's guest (kernel, initramfs, busybox with its applet
@@ -439,21 +394,15 @@ fn main() {
     }
     let store = trees + disks + metadata;
 
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name\t: ").map(str::to_string))
-        .unwrap_or_default();
-    let date = String::from_utf8(Command::new("date").arg("+%F").output().unwrap().stdout).unwrap();
     let mut table = String::new();
     writeln!(table, "### Chain\n").unwrap();
     writeln!(
         table,
-        "Measured {} on {} CPUs, {cpu}; medians of {ROUNDS} interleaved rounds (5 for the no-op rerun). \
+        "Measured {} on {}; medians of {ROUNDS} interleaved rounds (5 for the no-op rerun). \
          The resume chain is 9 steps: the demo's guest, 4 host steps of real work ({host_steps} each) and 4 VM \
          steps ({vm_steps} each, i386 kernel, TCG); its guest boots in {} (median of the `guest up` lines).\n",
-        date.trim(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        support::today(),
+        support::machine(),
         secs(boot),
     )
     .unwrap();
@@ -509,17 +458,5 @@ fn main() {
         store as f64 / trees as f64
     )
     .unwrap();
-    print!("{table}");
-
-    let doc_path = bench.repo.join("docs/benchmarks.md");
-    let doc = fs::read_to_string(&doc_path).unwrap();
-    let begin = "<!-- chain:begin (written by `cargo bench --bench chain`) -->\n";
-    let end = "<!-- chain:end -->";
-    let section = format!("{begin}{table}{end}");
-    let updated = match (doc.find(begin), doc.find(end)) {
-        (Some(b), Some(e)) => format!("{}{section}{}", &doc[..b], &doc[e + end.len()..]),
-        _ => format!("{}\n{section}\n", doc.trim_end()),
-    };
-    fs::write(&doc_path, updated).unwrap();
-    eprintln!("wrote {}", doc_path.display());
+    support::write_section("chain", &table);
 }

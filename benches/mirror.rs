@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 use http::{Behavior, Server};
 use sha2::{Digest, Sha256};
 
-const ROUNDS: usize = 5;
+mod support;
+use support::median;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+const ROUNDS: usize = 5;
 
 fn run(cmd: &mut Command) -> Duration {
     let started = Instant::now();
@@ -135,59 +133,21 @@ fn main() {
     let (ours_verify, sha256sum) = (median(ours), median(coreutils));
     let mbps = |d: Duration| total_bytes as f64 / d.as_secs_f64() / 1e6;
 
-    let machine = format!(
-        "{} CPUs, {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(
-                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
-                    .split(':')
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .to_string())
-            )
-            .unwrap_or_default()
-    );
-    let date = String::from_utf8(
-        Command::new("date")
-            .args(["-u", "+%Y-%m-%d"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
     let table = format!(
-        "<!-- mirror:begin (written by `cargo bench --bench mirror`) -->\n\
-         ### Mirror\n\n\
+        "### Mirror\n\n\
          Measured {date_trimmed} on {machine}; medians of {ROUNDS} interleaved rounds.\n\n\
          | figure | stagebuild | baseline | ratio | goal |\n\
          |---|---|---|---|---|\n\
          | fetch 64 × 64 KiB, 50 ms latency per request | {:.2} s (`mirror fetch`, 8 jobs) | {:.2} s (sequential `curl` loop) | {:.1}× faster | parallel downloads beat a sequential loop |\n\
-         | hash 16 × 16 MiB from the page cache | {:.0} MB/s (`mirror verify`) | {:.0} MB/s (`sha256sum`) | {:.1}× faster | at least as fast as sha256sum |\n\
-         <!-- mirror:end -->\n",
+         | hash 16 × 16 MiB from the page cache | {:.0} MB/s (`mirror verify`) | {:.0} MB/s (`sha256sum`) | {:.1}× faster | at least as fast as sha256sum |\n",
         ours_fetch.as_secs_f64(),
         curl_fetch.as_secs_f64(),
         curl_fetch.as_secs_f64() / ours_fetch.as_secs_f64(),
         mbps(ours_verify),
         mbps(sha256sum),
         sha256sum.as_secs_f64() / ours_verify.as_secs_f64(),
-        date_trimmed = date.trim(),
+        date_trimmed = support::today(),
+        machine = support::machine(),
     );
-    print!("{table}");
-
-    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    let doc = fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
-    let doc = match (
-        doc.find("<!-- mirror:begin"),
-        doc.find("<!-- mirror:end -->"),
-    ) {
-        (Some(start), Some(end)) => {
-            let end = end + "<!-- mirror:end -->\n".len();
-            format!("{}{table}{}", &doc[..start], &doc[end.min(doc.len())..])
-        }
-        _ => format!("{doc}{table}"),
-    };
-    fs::write(&doc_path, doc).unwrap();
+    support::write_section("mirror", &table);
 }

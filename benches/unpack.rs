@@ -11,13 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::median;
+
 const ROUNDS: usize = 3;
 const TARBALL: &str = "linux_6.1.4.orig.tar.xz";
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn tarball() -> PathBuf {
     let mirror = std::env::var_os("STAGEBUILD_DEMO_MIRROR")
@@ -77,32 +75,14 @@ fn main() {
     }
     let _ = fs::remove_dir_all(&scratch);
     let (ours, theirs) = (median(ours), median(theirs));
-    let machine = format!(
-        "{} CPUs, {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-            })
-            .unwrap_or_default()
-    );
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .unwrap();
     let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
     let table = format!(
-        "<!-- unpack:begin (written by `cargo bench --bench unpack`) -->\n\
-         ### Unpacking\n\n\
+        "### Unpacking\n\n\
          Measured {date} on {machine}; medians of {ROUNDS} interleaved rounds, from the page cache, \
          onto the same file system.\n\n\
          | figure | stagebuild | baseline | ratio | goal |\n\
          |---|---|---|---|---|\n\
-         | unpack the Linux source ({TARBALL}, 84 000 members) | {:.1} s (the checked unpacker: every member beneath the build directory, no links out, no devices) | {:.1} s (`tar -xJf`, GNU tar) | {} | at least as fast as GNU tar |\n\
-         <!-- unpack:end -->\n",
+         | unpack the Linux source ({TARBALL}, 84 000 members) | {:.1} s (the checked unpacker: every member beneath the build directory, no links out, no devices) | {:.1} s (`tar -xJf`, GNU tar) | {} | at least as fast as GNU tar |\n",
         ours.as_secs_f64(),
         theirs.as_secs_f64(),
         if ratio >= 1.0 {
@@ -110,21 +90,8 @@ fn main() {
         } else {
             format!("{:.2}× slower", 1.0 / ratio)
         },
-        date = String::from_utf8_lossy(&date.stdout).trim(),
+        date = support::today(),
+        machine = support::machine(),
     );
-    print!("{table}");
-
-    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    let doc = fs::read_to_string(&doc_path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
-    let doc = match (
-        doc.find("<!-- unpack:begin"),
-        doc.find("<!-- unpack:end -->"),
-    ) {
-        (Some(start), Some(end)) => {
-            let end = end + "<!-- unpack:end -->\n".len();
-            format!("{}{table}{}", &doc[..start], &doc[end.min(doc.len())..])
-        }
-        _ => format!("{doc}{table}"),
-    };
-    fs::write(&doc_path, doc).unwrap();
+    support::write_section("unpack", &table);
 }
