@@ -90,6 +90,27 @@ pub fn hash_seed(key: &str) -> String {
     )
 }
 
+/// mke2fs making `image` an ext4 whose directories list in the order
+/// `seed` gives them (no journal, no reserved blocks: a build's scratch).
+pub fn mke2fs_seeded(image: &Path, seed: &str) -> Command {
+    let mut mke2fs = Command::new("mke2fs");
+    mke2fs
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            "-E",
+        ])
+        .arg(format!("hash_seed={seed},lazy_itable_init=1"))
+        .arg(image);
+    mke2fs
+}
+
 /// `work/build`, where a step's sources are unpacked and it is built,
 /// with whatever an audit mounted for it. Dropping it unmounts them.
 pub struct BuildDir {
@@ -190,20 +211,7 @@ impl BuildDir {
         file.set_len(size)
             .io_context(|| format!("sizing {}", image.display()))?;
         drop(file);
-        let made = Command::new("mke2fs")
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-O",
-                "^has_journal",
-                "-m",
-                "0",
-                "-E",
-            ])
-            .arg(format!("hash_seed={seed},lazy_itable_init=1"))
-            .arg(image)
+        let made = mke2fs_seeded(image, seed)
             .stdout(Stdio::null())
             .output()
             .io_context(|| "running mke2fs (Debian: apt-get install e2fsprogs)")?;

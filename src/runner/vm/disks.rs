@@ -9,6 +9,7 @@ use std::process::Command;
 
 use super::basedisk::BaseDisks;
 use crate::error::{IoContext, Result};
+use crate::runner::builddir;
 use crate::runner::guest::{Backing, DISK, GuestMode, backing};
 use crate::runner::job::StepJob;
 use crate::runner::tool::run_tool;
@@ -137,22 +138,7 @@ pub fn make_scratch(job: &StepJob, size_mib: u32) -> Result<PathBuf> {
     fs::File::create(&disk)
         .and_then(|f| f.set_len(u64::from(size_mib) << 20))
         .io_context(|| format!("creating {}", disk.display()))?;
-    let seed = crate::runner::builddir::hash_seed(&job.planned.key);
-    run_tool(
-        Command::new("mke2fs")
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-O",
-                "^has_journal",
-                "-m",
-                "0",
-                "-E",
-            ])
-            .arg(format!("hash_seed={seed}"))
-            .arg(&disk),
-    )?;
+    let seed = builddir::hash_seed(&job.planned.key);
+    run_tool(&mut builddir::mke2fs_seeded(&disk, &seed))?;
     Ok(disk)
 }
