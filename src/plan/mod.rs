@@ -4,6 +4,8 @@
 //! directory's record and checkpoints.
 
 mod keys;
+#[cfg(test)]
+mod pinned_keys;
 mod states;
 
 use serde::Serialize;
