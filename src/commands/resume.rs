@@ -11,9 +11,7 @@ use crate::runner::shell;
 pub fn command(cli: &Cli, args: &RunArgs) -> String {
     let mut words = global_words(cli);
     words.extend(["run", "--target", &args.target.target, "--resume"].map(String::from));
-    if args.guest == GuestChoice::Sandbox {
-        words.extend(["--guest", "sandbox"].map(String::from));
-    }
+    push_guest(&mut words, args);
     if args.offline {
         words.push("--offline".into());
     }
@@ -36,11 +34,16 @@ pub fn command(cli: &Cli, args: &RunArgs) -> String {
 pub fn shell_command(cli: &Cli, args: &RunArgs, step: &str) -> String {
     let mut words = global_words(cli);
     words.extend(["shell", "--target", &args.target.target, step].map(String::from));
+    push_guest(&mut words, args);
+    push_overrides(&mut words, args);
+    shell::words(&words)
+}
+
+/// The guest mode, when it is not the default.
+fn push_guest(words: &mut Vec<String>, args: &RunArgs) {
     if args.guest == GuestChoice::Sandbox {
         words.extend(["--guest", "sandbox"].map(String::from));
     }
-    push_overrides(&mut words, args);
-    shell::words(&words)
 }
 
 fn push_overrides(words: &mut Vec<String>, args: &RunArgs) {
