@@ -13,8 +13,12 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// "1.23 s", or "4.2 ms" under a tenth of a second.
 pub fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
+    match d.as_secs_f64() {
+        s if s < 0.1 => format!("{:.1} ms", s * 1000.0),
+        s => format!("{s:.2} s"),
+    }
 }
 
 /// Runs a command and returns how long it took; it must end with `code`.
