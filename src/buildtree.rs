@@ -12,6 +12,7 @@ use std::process::Command;
 
 use crate::archive::Unpacker;
 use crate::beneath::{self, Root};
+use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Mount, Sandbox, SandboxSpec, host_toolchain_mounts};
 use crate::step::{ProjectFile, Step};
@@ -22,6 +23,8 @@ pub struct Tools<'a> {
     pub sandbox: &'a dyn Sandbox,
     /// The most one source may unpack to.
     pub max_unpacked: u64,
+    /// The run's interrupt, which stops an unpack between members.
+    pub cancel: &'a Cancel,
 }
 
 /// Copies the step's files to the top of `build`, unpacks each source into
@@ -43,7 +46,8 @@ pub fn prepare(
         })?;
     }
     let mut unpacker = Unpacker::new(build, tools.max_unpacked)
-        .io_context(|| format!("opening {}", build.display()))?;
+        .io_context(|| format!("opening {}", build.display()))?
+        .cancelled_by(tools.cancel);
     for (name, path) in sources {
         match step.definition.unpack.get(name) {
             Some(member) => unpacker.inner_source(path, name, member),
@@ -281,6 +285,7 @@ mod tests {
         let tools = Tools {
             sandbox: &sandbox,
             max_unpacked: 1 << 20,
+            cancel: &Cancel::default(),
         };
         let e = prepare(&step, &[], &build, &tools).unwrap_err().to_string();
         assert!(

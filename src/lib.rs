@@ -9,6 +9,7 @@ pub mod beneath;
 pub mod book;
 pub mod buildtree;
 pub mod cache;
+pub mod cancel;
 pub mod checkpoint;
 pub mod cli;
 pub mod color;

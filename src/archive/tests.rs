@@ -342,3 +342,52 @@ fn an_inner_archive_is_unpacked_alone_and_checked_like_any_other() {
     let e = result.unwrap_err().to_string();
     assert!(e.contains("orig.tar holds no such member to unpack"), "{e}");
 }
+
+/// Sets `cancel` once `after` bytes of the archive have been read, as a
+/// signal arriving in the middle of an unpack would.
+struct CancelAfter<'a> {
+    bytes: &'a [u8],
+    read: usize,
+    after: usize,
+    cancel: Cancel,
+}
+
+impl Read for CancelAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (&self.bytes[self.read..]).read(buf)?;
+        self.read += n;
+        if self.read >= self.after {
+            self.cancel.set();
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_interrupt_stops_the_unpack_before_the_next_member() {
+    let bytes = tar_with(|b| {
+        for name in ["a", "b", "c"] {
+            let mut h = header(EntryType::Regular, 3);
+            b.append_data(&mut h, name, &b"abc"[..]).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cancel = Cancel::default();
+    let reader = CancelAfter {
+        bytes: &bytes,
+        read: 0,
+        // The first member's header and its one block of data.
+        after: 1024,
+        cancel: cancel.clone(),
+    };
+    let result = Unpacker::new(dir.path(), u64::MAX)
+        .unwrap()
+        .cancelled_by(&cancel)
+        .tar(reader);
+    match result {
+        Err(ArchiveError::Interrupted { after }) => assert_eq!(after, "a"),
+        other => panic!("{other:?}"),
+    }
+    assert!(dir.path().join("a").is_file());
+    assert!(!dir.path().join("b").exists());
+}

@@ -72,7 +72,7 @@ pub fn run(paths: &Paths, args: &ShellArgs, max_unpacked: u64) -> Result<()> {
     let opened = match (planned.chain_step.runner, args.guest) {
         (RunnerKind::Host, _) => {
             let runner = host_runner(args, max_unpacked)?;
-            drop(runner.prepare(&job)?);
+            drop(runner.prepare(&job, &crate::cancel::Cancel::default())?);
             eprintln!(
                 "stagebuild shell: {id} in its sandbox, its sources unpacked and patched afresh \
                  in /build (no failed run left a build directory); its script is \

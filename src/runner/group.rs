@@ -12,8 +12,8 @@ use nix::sys::personality::Persona;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::cancel::Cancel;
 use super::steplog::log_tail;
+use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
 
 /// How a step's process group ended.
@@ -35,6 +35,10 @@ pub fn run(
     persona: Option<Persona>,
     timeout: Option<Duration>,
 ) -> Result<Ended> {
+    // Interrupted while the step was prepared: nothing is started.
+    if cancel.is_set() {
+        return Ok(Ended::Interrupted);
+    }
     let clone_log = || log.try_clone().io_context(|| "cloning the log handle");
     let handle = duct::cmd(&argv[0], &argv[1..])
         .stdin_null()
@@ -121,4 +125,29 @@ fn stop_group(pgid: Pid, handle: &duct::Handle) {
     }
     let _ = killpg(pgid, Signal::SIGKILL);
     let _ = handle.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_interrupted_before_it_starts_is_never_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = fs::File::create(dir.path().join("log")).unwrap();
+        let mark = dir.path().join("ran");
+        let argv = ["/bin/sh", "-c", "touch \"$0\""]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([mark.display().to_string()])
+            .collect::<Vec<_>>();
+        let cancel = Cancel::default();
+        cancel.set();
+        let ended = run(&argv, &log, &cancel, None, None).unwrap();
+        assert!(matches!(ended, Ended::Interrupted));
+        assert!(!mark.exists());
+        let ran = run(&argv, &log, &Cancel::default(), None, None).unwrap();
+        assert!(matches!(ran, Ended::Exited(status) if status.success()));
+        assert!(mark.exists());
+    }
 }

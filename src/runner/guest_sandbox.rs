@@ -25,7 +25,6 @@ use std::time::Duration;
 use nix::sys::personality::Persona;
 
 use super::builddir::BuildDir;
-use super::cancel::Cancel;
 use super::group::{self, Ended};
 use super::guest::{GuestMode, KERNEL, earlier_file, install_copy, own_dirs, root_trees};
 use super::guest_job::{self, GUEST_PATH};
@@ -33,8 +32,10 @@ use super::job::{Runner, StepJob};
 use super::machine::Machine;
 use super::shell;
 use super::steplog::{log_tail, open_log};
+use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree, remove_tree};
+use crate::runner::interrupt::interrupted_or;
 use crate::sandbox::{Mount, Sandbox, SandboxSpec};
 
 /// What the agent does before the step's script (vm/agent): read the
@@ -118,12 +119,14 @@ impl Runner for GuestSandboxRunner {
         let tools = crate::buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
+            cancel,
         };
         // An audit may list the build directory's entries in another order,
         // as for a host step.
         let dir_order = job.variation.as_ref().and_then(|v| v.dir_order);
         let (mut build_dir, build_note) = BuildDir::create(&job.work, dir_order, &job.planned.key)?;
-        guest_job::prepare(job, &tools, GuestMode::Sandbox)?;
+        guest_job::prepare(job, &tools, GuestMode::Sandbox)
+            .map_err(|e| interrupted_or(cancel, id, e))?;
         let build = build_dir.show()?;
         let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;
         let spec = spec(job, &root, &build)?;
@@ -190,6 +193,7 @@ impl GuestSandboxRunner {
         let tools = crate::buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
+            cancel: &Cancel::default(),
         };
         let build = guest_job::prepare(job, &tools, GuestMode::Sandbox)?;
         let root = make_root(&job.work, &root_trees(&job.earlier), &self.agent)?;

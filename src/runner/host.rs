@@ -8,14 +8,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::builddir::BuildDir;
-use super::cancel::Cancel;
 use super::group::{self, Ended};
 use super::job::{Runner, StepJob};
 use super::shell;
 use super::steplog::open_log;
 use crate::buildtree;
+use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{fresh_dir, link_tree};
+use crate::runner::interrupt::interrupted_or;
 use crate::sandbox::{Mount, Sandbox, SandboxSpec, host_toolchain_mounts};
 
 /// The fixed search path inside the sandbox: the host's tools, then the
@@ -84,7 +85,7 @@ impl HostRunner {
     /// Makes `job.work` afresh: the sources unpacked and patched in
     /// `build/`, the stage's earlier outputs linked into `sysroot/`, an empty
     /// `out/` and the script.
-    pub fn prepare(&self, job: &StepJob) -> Result<Prepared> {
+    pub fn prepare(&self, job: &StepJob, cancel: &Cancel) -> Result<Prepared> {
         let step = &job.planned.chain_step.step;
         fresh_dir(&job.work)?;
         for dir in ["out", "sysroot"] {
@@ -98,6 +99,7 @@ impl HostRunner {
         let tools = buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
+            cancel,
         };
         buildtree::prepare(step, &job.sources, build_dir.path(), &tools)?;
         for tree in job.stage_trees() {
@@ -185,7 +187,9 @@ impl Runner for HostRunner {
             mut build_dir,
             note: build_note,
             script,
-        } = self.prepare(job)?;
+        } = self
+            .prepare(job, cancel)
+            .map_err(|e| interrupted_or(cancel, id, e))?;
         let build = build_dir.show()?;
         let spec = self.spec(job, &script, &build);
         let argv = self.sandbox.command(&spec);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::builddir;
-use super::cancel::Cancel;
+use crate::cancel::Cancel;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::error::runner::Misfit;

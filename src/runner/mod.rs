@@ -2,13 +2,13 @@
 //! a foreign architecture) is one new module implementing [`Runner`].
 
 pub mod builddir;
-pub mod cancel;
 pub mod group;
 pub mod guest;
 pub mod guest_job;
 pub mod guest_sandbox;
 pub mod guest_variation;
 pub mod host;
+pub mod interrupt;
 pub mod job;
 pub mod kexec;
 pub mod machine;
@@ -18,8 +18,8 @@ pub mod terminal;
 pub mod tool;
 pub mod vm;
 
-pub use self::cancel::Cancel;
 pub use self::job::{Earlier, Runner, StepJob, Variation};
+pub use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::target::RunnerKind;
 

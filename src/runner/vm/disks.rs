@@ -97,10 +97,16 @@ impl Root {
 
 /// The step as a tar: its prepared build directory, with the script and
 /// environment the agent runs under `.stagebuild/`.
-pub fn make_job(job: &StepJob, sandbox: &dyn Sandbox, max_unpacked: u64) -> Result<PathBuf> {
+pub fn make_job(
+    job: &StepJob,
+    sandbox: &dyn Sandbox,
+    max_unpacked: u64,
+    cancel: &crate::cancel::Cancel,
+) -> Result<PathBuf> {
     let tools = crate::buildtree::Tools {
         sandbox,
         max_unpacked,
+        cancel,
     };
     let build = crate::runner::guest_job::prepare(job, &tools, GuestMode::Qemu)?;
     pack_job(job, &build)

@@ -12,8 +12,8 @@ use super::agent::{Kernel, Message};
 use super::console;
 use super::qemu::Started;
 use super::supervisor::{Decision, Event, Supervisor};
+use crate::cancel::Cancel;
 use crate::error::{Error, IoContext, Result};
-use crate::runner::cancel::Cancel;
 
 /// How a guest's step ended.
 pub enum Ended {

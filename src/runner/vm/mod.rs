@@ -34,15 +34,16 @@ use self::drive::Ended;
 pub use self::qemu::Accel;
 use self::qemu::{Boot, kvm_boots};
 use self::supervisor::{Limits, Supervisor};
-use super::cancel::Cancel;
 use super::guest::{Backing, DISK, GuestMode, KERNEL, backing, built_in, earlier_file};
 use super::job::{Earlier, Runner, StepJob};
 use super::steplog::{log_tail, open_log};
+use crate::cancel::Cancel;
 use crate::checkpoint::Checkpoint;
 use crate::error::runner::{Misfit, RunnerError};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::fresh_dir;
 use crate::project::ChainStep;
+use crate::runner::interrupt::interrupted_or;
 
 pub struct VmRunner {
     /// The guest agent, copied into every base disk.
@@ -155,7 +156,8 @@ impl Runner for VmRunner {
             .map(|r| earlier_file(job, r))
             .transpose()?;
         let root = disks::make_root(job, &settings, &self.bases, &self.agent)?;
-        let job_disk = disks::make_job(job, self.sandbox.as_ref(), self.max_unpacked)?;
+        let job_disk = disks::make_job(job, self.sandbox.as_ref(), self.max_unpacked, cancel)
+            .map_err(|e| interrupted_or(cancel, id, e))?;
         let out_disk = disks::make_out(job, settings.disk)?;
         // An audit's rebuild: a disk of its own to build on, and a clock ahead.
         let variation = job.variation.clone().unwrap_or_default();

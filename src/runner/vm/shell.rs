@@ -62,6 +62,7 @@ impl VmRunner {
         let tools = crate::buildtree::Tools {
             sandbox: self.sandbox.as_ref(),
             max_unpacked: self.max_unpacked,
+            cancel: &crate::cancel::Cancel::default(),
         };
         let build = guest_job::prepare(job, &tools, GuestMode::Qemu)?;
         let meta = build.join(".stagebuild");

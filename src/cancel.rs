@@ -1,4 +1,4 @@
-//! The user's interrupt, as a flag the runners poll.
+//! The user's interrupt, as a flag the runners and the unpacker poll.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,5 +20,11 @@ impl Cancel {
 
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Raises the flag, as a signal would.
+    #[cfg(test)]
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
